@@ -1,0 +1,37 @@
+# `make demo` and `make test` set everything up on a fresh machine (Python 3.11 or 3.12).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+CONFIG ?= configs/demo.yaml
+RUN    ?= runs/demo
+STAGES := extract langid tokenizer tokenize train
+
+.PHONY: setup demo test inspect bench clean $(STAGES)
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; assert (3, 11) <= sys.version_info[:2] <= (3, 12), "need Python 3.11 or 3.12, set PYTHON="'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: setup
+	$(PY) -m pipeline run $(CONFIG)
+
+test: setup
+	$(PY) -m pytest
+
+# One stage at a time, e.g. `make langid CONFIG=configs/demo.yaml`; a stage needs its upstream stages' output.
+$(STAGES): setup
+	$(PY) -m pipeline run $(CONFIG) --stages $@
+
+inspect: setup
+	$(PY) -m pipeline inspect $(RUN) --shards
+
+bench: setup
+	$(PY) bench/extract_settings.py
+
+clean:
+	rm -rf runs

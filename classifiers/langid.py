@@ -1,0 +1,38 @@
+"""fastText language identification (lid.176), as CCNet applies it."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import fasttext
+
+LABEL_PREFIX = "__label__"
+_WHITESPACE = re.compile(r"\s+")
+
+
+def normalise_for_fasttext(text: str) -> str:
+    """fastText's predict() rejects newlines; it also sees no benefit from runs of whitespace."""
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+class LanguageIdentifier:
+    def __init__(self, model_path: str | Path):
+        if not Path(model_path).is_file():
+            raise FileNotFoundError(
+                f"language-ID model {model_path} not found; the bundled one is samples/models/lid.176.ftz, "
+                "the full lid.176.bin is at https://fasttext.cc/docs/en/language-identification.html"
+            )
+        self.model = fasttext.load_model(str(model_path))
+
+    def predict(self, texts: list[str]) -> list[tuple[str, float]]:
+        """(language code, probability) of the most likely language of each text."""
+        labels, scores = self.model.predict([normalise_for_fasttext(t) for t in texts], k=1)
+        return [(label[0].removeprefix(LABEL_PREFIX), float(score[0])) for label, score in zip(labels, scores)]
+
+
+@lru_cache(maxsize=4)
+def load_identifier(model_path: str) -> LanguageIdentifier:
+    """One loaded model per worker process, however many shards it runs."""
+    return LanguageIdentifier(model_path)

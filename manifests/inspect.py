@@ -1,0 +1,54 @@
+"""Human-readable funnels from a run's manifests: per stage, documents in, out and dropped by reason."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from manifests.store import read_manifest, stages_recorded
+
+
+def _stage_order(run_dir: Path) -> list[str]:
+    """Stages in the order they first finished a shard, which is pipeline order."""
+    first = {}
+    for stage in stages_recorded(run_dir):
+        rows = read_manifest(run_dir, stage)
+        first[stage] = min((r["finished_at"] for r in rows), default=None)
+    return sorted(first, key=lambda s: (first[s] is None, first[s] or 0))
+
+
+def format_stage(rows: list[dict], stage: str, shards: bool = False) -> str:
+    done = [r for r in rows if r["status"] == "done"]
+    failed = len(rows) - len(done)
+    docs_in = sum(r["docs_in"] for r in done)
+    docs_out = sum(r["docs_out"] for r in done)
+    dropped = Counter()
+    for r in done:
+        dropped.update(r["dropped"])
+    tokens = [r["tokens"] for r in done if r["tokens"] is not None]
+    kept = f"{docs_out / docs_in:.1%}" if docs_in else "-"
+    header = (
+        f"{stage}: {len(done)} shards done{f', {failed} FAILED' if failed else ''}; "
+        f"{docs_in:,} in -> {docs_out:,} out ({kept} kept)"
+        f"{f'; {sum(tokens):,} tokens' if tokens else ''}; "
+        f"{sum(r['bytes_out'] for r in done) / 1e6:,.2f} MB; {sum(r['seconds'] for r in done):,.1f} task-s"
+    )
+    lines = [header]
+    for reason, count in dropped.most_common():
+        lines.append(f"    dropped {count:>9,}  {reason}")
+    if shards:
+        for r in sorted(rows, key=lambda r: r["shard"]):
+            reasons = ", ".join(f"{k}={v}" for k, v in sorted(r["dropped"].items()))
+            lines.append(
+                f"    shard {r['shard']:<32} {r['status']:<6} {r['docs_in']:>7,} -> {r['docs_out']:>7,} "
+                f"{r['seconds']:6.1f}s  {reasons}"
+            )
+    return "\n".join(lines)
+
+
+def format_run(run_dir: str | Path, *, stage: str | None = None, shards: bool = False) -> str:
+    run_dir = Path(run_dir)
+    stages = [stage] if stage else _stage_order(run_dir)
+    if not stages:
+        return f"{run_dir}: no manifests yet (nothing has run)"
+    return "\n".join(format_stage(read_manifest(run_dir, s), s, shards) for s in stages)

@@ -1,0 +1,45 @@
+"""The manifest schema: one parquet file per stage, one row per output shard.
+
+| column        | type               | meaning                                                     |
+|---------------|--------------------|-------------------------------------------------------------|
+| stage         | string             | stage name                                                  |
+| shard         | string             | shard name, unique within the stage                         |
+| inputs        | list<string>       | input paths the shard read                                  |
+| output        | string             | the shard's output path (a prefix for .bin/.idx pairs)      |
+| docs_in       | int64              | documents (or records) read                                 |
+| docs_out      | int64              | documents written                                           |
+| dropped       | map<string, int64> | documents dropped, by reason                                |
+| bytes_out     | int64              | bytes written                                               |
+| tokens        | int64, nullable    | tokens written or trained on (token stages only)            |
+| seconds       | double             | wall time of the shard's task                               |
+| config_hash   | string             | digest of the stage's parameters and its upstream stages    |
+| status        | string             | "done" or "failed"                                          |
+| error         | string, nullable   | the failure, for status "failed"                            |
+| finished_at   | timestamp[ms, UTC] | when the row was recorded                                   |
+
+Invariant for every row: docs_in == docs_out + sum(dropped.values()).
+"""
+
+import pyarrow as pa
+
+DONE = "done"
+FAILED = "failed"
+
+MANIFEST_SCHEMA = pa.schema(
+    [
+        pa.field("stage", pa.string(), nullable=False),
+        pa.field("shard", pa.string(), nullable=False),
+        pa.field("inputs", pa.list_(pa.string()), nullable=False),
+        pa.field("output", pa.string(), nullable=False),
+        pa.field("docs_in", pa.int64(), nullable=False),
+        pa.field("docs_out", pa.int64(), nullable=False),
+        pa.field("dropped", pa.map_(pa.string(), pa.int64()), nullable=False),
+        pa.field("bytes_out", pa.int64(), nullable=False),
+        pa.field("tokens", pa.int64()),
+        pa.field("seconds", pa.float64(), nullable=False),
+        pa.field("config_hash", pa.string(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("error", pa.string()),
+        pa.field("finished_at", pa.timestamp("ms", tz="UTC"), nullable=False),
+    ]
+)

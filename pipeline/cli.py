@@ -1,0 +1,91 @@
+"""Command line: `python -m pipeline run|inspect|validate ...` (also installed as `llama-data`)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from manifests.inspect import format_run
+from pipeline.config import ConfigError, load_config
+from pipeline.registry import STAGE_ORDER
+
+
+def _parse_input(value: str) -> tuple[str, str]:
+    source, sep, pattern = value.partition("=")
+    if not sep or not source or not pattern:
+        raise argparse.ArgumentTypeError(f"expected SOURCE=GLOB, got {value!r}")
+    return source, pattern
+
+
+def _parse_stages(value: str) -> list[str]:
+    stages = [s.strip() for s in value.split(",") if s.strip()]
+    unknown = [s for s in stages if s not in STAGE_ORDER]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown stage {unknown[0]!r}; stages are {','.join(STAGE_ORDER)}")
+    return stages
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llama-data", description=__doc__)
+    verbs = parser.add_subparsers(dest="verb", required=True)
+
+    def add_config_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("config", help="run config YAML (e.g. configs/demo.yaml)")
+        p.add_argument("--output", help="run directory, replacing run.output")
+        p.add_argument(
+            "--input",
+            action="append",
+            type=_parse_input,
+            default=[],
+            metavar="SOURCE=GLOB",
+            help="replace a source's inputs (repeat for several globs or sources)",
+        )
+        p.add_argument("--ray-address", help="Ray cluster address, replacing run.ray_address")
+
+    run = verbs.add_parser("run", help="run the pipeline, or some of its stages, resuming finished shards")
+    add_config_args(run)
+    run.add_argument(
+        "--stages", type=_parse_stages, help=f"comma-separated subset of {','.join(STAGE_ORDER)} (default: all)"
+    )
+
+    validate = verbs.add_parser("validate", help="check a config and its inputs without running anything")
+    add_config_args(validate)
+
+    inspect = verbs.add_parser("inspect", help="print each stage's funnel from a run's manifests")
+    inspect.add_argument("run_dir", help="run directory (run.output of its config)")
+    inspect.add_argument("--stage", choices=STAGE_ORDER, help="only this stage")
+    inspect.add_argument("--shards", action="store_true", help="add per-shard detail")
+    return parser
+
+
+def _load(args: argparse.Namespace):
+    inputs: dict[str, list[str]] = {}
+    for source, pattern in args.input:
+        inputs.setdefault(source, []).append(pattern)
+    return load_config(args.config, output=args.output, inputs=inputs, ray_address=args.ray_address)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        if args.verb == "inspect":
+            print(format_run(args.run_dir, stage=args.stage, shards=args.shards))
+            return 0
+        config = _load(args)
+        if args.verb == "validate":
+            print(f"{args.config}: valid; run directory {config.output_dir}")
+            return 0
+        from pipeline.runner import StageFailed, run_pipeline
+
+        try:
+            run_pipeline(config, args.stages)
+        except StageFailed as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(format_run(config.output_dir))
+        return 0
+    except (ConfigError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,167 @@
+"""The run configuration: one YAML file, validated in full before any work starts.
+
+Every section forbids unknown keys, so a typo is an error that names the key rather than a
+setting silently ignored. Relative paths are resolved against the current directory.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class ConfigError(ValueError):
+    """A configuration problem, reported before any work starts."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RunSection(Section):
+    output: str = Field(description="run directory: shards, manifests, models and checkpoints go here")
+    ray_address: str | None = Field(
+        default=None,
+        description="Ray cluster to use; null means RAY_ADDRESS if set (as under `ray job submit`), "
+        "else an embedded local Ray",
+    )
+    num_cpus: PositiveInt | None = Field(default=None, description="CPUs for the embedded local Ray")
+
+
+class ExtractParams(Section):
+    min_text_chars: PositiveInt = 200
+    max_html_bytes: PositiveInt = 5_000_000
+    timeout_s: Annotated[float, Field(gt=0)] = 5.0
+
+
+class LangidParams(Section):
+    model: str = "samples/models/lid.176.ftz"
+    languages: list[str] = Field(default=["en"], min_length=1)
+    threshold: Fraction = 0.5
+
+    @field_validator("model")
+    @classmethod
+    def _model_exists(cls, path: str) -> str:
+        if not Path(path).is_file():
+            raise ValueError(
+                f"fastText model {path!r} not found; use the bundled samples/models/lid.176.ftz "
+                "or download lid.176.bin from https://fasttext.cc/docs/en/language-identification.html"
+            )
+        return str(Path(path).resolve())
+
+
+class TokenizerParams(Section):
+    vocab_size: Annotated[int, Field(ge=300, le=1_000_000)] = 32000
+    sample_bytes: PositiveInt = 200_000_000
+    character_coverage: Annotated[float, Field(gt=0.9, le=1.0)] = 0.99995
+    num_threads: PositiveInt = 2
+    seed: int = 0
+
+
+class TokenizeParams(Section):
+    batch_docs: PositiveInt = 256
+    num_threads: PositiveInt = 2
+
+
+class TrainParams(Section):
+    preset: str = "tiny"
+    steps: PositiveInt = 60
+    seq_len: PositiveInt = 256
+    batch_size: PositiveInt = 8
+    lr: Annotated[float, Field(gt=0)] = 3e-3
+    warmup_steps: Annotated[int, Field(ge=0)] = 10
+    seed: int = 0
+    threads: PositiveInt = 2
+    device: Literal["cpu", "cuda"] = "cpu"
+
+
+class StagesSection(Section):
+    extract: ExtractParams = ExtractParams()
+    langid: LangidParams = LangidParams()
+    tokenizer: TokenizerParams = TokenizerParams()
+    tokenize: TokenizeParams = TokenizeParams()
+    train: TrainParams = TrainParams()
+
+
+class InputsSection(Section):
+    """Each source's input files, as paths or globs (`**` recurses)."""
+
+    common_crawl: list[str] = Field(min_length=1, description="WARC files, gzipped or plain")
+
+    @field_validator("*")
+    @classmethod
+    def _patterns_match(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            if not glob.glob(pattern, recursive=True):
+                raise ValueError(f"no file matches {pattern!r}")
+        return patterns
+
+
+class RunConfig(Section):
+    run: RunSection
+    inputs: InputsSection
+    stages: StagesSection = StagesSection()
+
+    def input_files(self, source: str) -> list[str]:
+        """The source's files, absolute, sorted and de-duplicated so shard numbering is stable."""
+        patterns = getattr(self.inputs, source)
+        files = {str(Path(p).resolve()) for pattern in patterns for p in glob.glob(pattern, recursive=True)}
+        return sorted(f for f in files if Path(f).is_file())
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.run.output).resolve()
+
+    def stage_hash(self, stage: str, upstream: str = "") -> str:
+        """A digest of everything that determines a stage's output, chained to its upstream stage."""
+        params = getattr(self.stages, stage).model_dump() if hasattr(self.stages, stage) else {}
+        payload = json.dumps({"stage": stage, "params": params, "upstream": upstream}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _format_errors(error: ValidationError, path: str) -> str:
+    lines = [f"invalid configuration {path}:"]
+    for err in error.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+        lines.append(f"  {key}: {message}")
+    return "\n".join(lines)
+
+
+def load_config(
+    path: str | Path,
+    *,
+    output: str | None = None,
+    inputs: dict[str, list[str]] | None = None,
+    ray_address: str | None = None,
+) -> RunConfig:
+    """Read and validate a run config; command-line overrides replace the file's values."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a mapping with run, inputs and stages")
+    run = dict(raw.get("run") or {})
+    if output is not None:
+        run["output"] = output
+    if ray_address is not None:
+        run["ray_address"] = ray_address
+    raw["run"] = run
+    if inputs:
+        raw["inputs"] = {**(raw.get("inputs") or {}), **inputs}
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, str(path))) from None

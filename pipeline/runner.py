@@ -1,0 +1,184 @@
+"""Runs stages on Ray: one task per shard, finished shards skipped, a manifest row per shard.
+
+A shard counts as finished when its manifest row says `done` under the same config hash and
+inputs and its output still exists; anything else is (re)computed. Outputs are renamed into place
+by the stage functions before the task returns, and the driver records the row only after that, so
+a run killed at any moment resumes with only its unfinished shards.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import datetime, timezone
+
+import ray
+
+from manifests.schema import DONE, FAILED
+from manifests.store import read_manifest, write_manifest
+from pipeline.config import ConfigError, RunConfig
+from pipeline.registry import STAGE_ORDER, STAGES, ShardTask, StageSpec
+
+log = logging.getLogger("pipeline")
+
+
+class StageFailed(RuntimeError):
+    """Some shards of a stage raised; the others are recorded and will not be recomputed."""
+
+
+def execute_shard(stage: str, task: ShardTask, params: dict, config_hash: str) -> dict:
+    """Run one shard and describe it as a manifest row. Runs inside a Ray worker."""
+    start = time.perf_counter()
+    row = {
+        "stage": stage,
+        "shard": task.shard,
+        "inputs": task.inputs,
+        "output": task.output,
+        "docs_in": 0,
+        "docs_out": 0,
+        "dropped": {},
+        "bytes_out": 0,
+        "tokens": None,
+        "config_hash": config_hash,
+        "status": DONE,
+        "error": None,
+    }
+    try:
+        stats = STAGES[stage].run(task, params).check()
+        row.update(asdict(stats), dropped=dict(stats.dropped))
+    except Exception:
+        row.update(status=FAILED, error=traceback.format_exc(limit=-8))
+    row["seconds"] = time.perf_counter() - start
+    row["finished_at"] = datetime.now(timezone.utc)
+    return row
+
+
+def stage_hashes(config: RunConfig) -> dict[str, str]:
+    """Each stage's config hash, chained through the stages it needs."""
+    hashes: dict[str, str] = {}
+    for name in STAGE_ORDER:
+        upstream = ",".join(hashes[n] for n in STAGES[name].needs)
+        hashes[name] = config.stage_hash(name, upstream)
+    return hashes
+
+
+def _is_finished(spec: StageSpec, row: dict | None, task: ShardTask, config_hash: str) -> bool:
+    return (
+        row is not None
+        and row["status"] == DONE
+        and row["config_hash"] == config_hash
+        and row["inputs"] == task.inputs
+        and spec.completion_marker(task.output).exists()
+    )
+
+
+def _finished_rows(config: RunConfig, need: str, hashes: dict[str, str], wanted_by: str) -> list[dict]:
+    rows = [r for r in read_manifest(config.output_dir, need) if r["config_hash"] == hashes[need]]
+    if not rows or any(r["status"] != DONE for r in rows):
+        raise ConfigError(
+            f"stage {wanted_by!r} needs the finished output of stage {need!r} in {config.output_dir} "
+            f"with the current config; run `python -m pipeline run CONFIG --stages {need}` first"
+        )
+    return rows
+
+
+def _upstream_rows(config: RunConfig, spec: StageSpec, hashes: dict[str, str]) -> dict[str, list[dict]]:
+    return {need: _finished_rows(config, need, hashes, spec.name) for need in spec.needs}
+
+
+def run_stage(config: RunConfig, name: str, hashes: dict[str, str]) -> list[dict]:
+    spec = STAGES[name]
+    params = getattr(config.stages, name).model_dump()
+    tasks = spec.plan(config, _upstream_rows(config, spec, hashes))
+    previous = {r["shard"]: r for r in read_manifest(config.output_dir, name)}
+    rows = {t.shard: previous[t.shard] for t in tasks if _is_finished(spec, previous.get(t.shard), t, hashes[name])}
+    todo = [t for t in tasks if t.shard not in rows]
+    log.info("[%s] %d shards: %d already done, %d to run", name, len(tasks), len(rows), len(todo))
+    write_manifest(config.output_dir, name, list(rows.values()))
+
+    resources = spec.resources(params)
+    _check_resources(name, resources)
+    remote = ray.remote(execute_shard).options(name=f"{name}", max_retries=1, **resources)
+    pending = {remote.remote(name, task, params, hashes[name]): task for task in todo}
+    started = time.perf_counter()
+    while pending:
+        [ready], _ = ray.wait(list(pending), num_returns=1)
+        task = pending.pop(ready)
+        row = ray.get(ready)
+        rows[task.shard] = row
+        write_manifest(config.output_dir, name, list(rows.values()))
+        _log_row(name, row, done=len(tasks) - len(pending), total=len(tasks), elapsed=time.perf_counter() - started)
+
+    failed = [r for r in rows.values() if r["status"] == FAILED]
+    if failed:
+        details = "\n".join(f"--- shard {r['shard']}:\n{r['error']}" for r in failed)
+        raise StageFailed(
+            f"stage {name!r}: {len(failed)} of {len(tasks)} shards failed; the others are kept. "
+            f"Fix the cause and run again to retry only those.\n{details}"
+        )
+    return sorted(rows.values(), key=lambda r: r["shard"])
+
+
+def _log_row(stage: str, row: dict, *, done: int, total: int, elapsed: float) -> None:
+    if row["status"] == FAILED:
+        log.error("[%s] %d/%d shard %s FAILED: %s", stage, done, total, row["shard"], row["error"].strip().splitlines()[-1])
+        return
+    tokens = f", {row['tokens']:,} tokens" if row["tokens"] is not None else ""
+    log.info(
+        "[%s] %d/%d shard %s: %d in, %d out%s (%.1fs; stage %.1fs)",
+        stage, done, total, row["shard"], row["docs_in"], row["docs_out"], tokens, row["seconds"], elapsed,
+    )
+
+
+def _check_resources(stage: str, resources: dict) -> None:
+    available = ray.cluster_resources()
+    for key in ("num_cpus", "num_gpus"):
+        wanted = resources.get(key, 0)
+        have = available.get(key.removeprefix("num_").upper(), 0)
+        if wanted > have:
+            raise ConfigError(
+                f"stage {stage!r} asks for {wanted:g} {key.removeprefix('num_')}s per task but the Ray "
+                f"cluster has {have:g}; lower the stage's thread count or use a larger cluster"
+            )
+
+
+def resolve_ray_address(config: RunConfig) -> str:
+    return config.run.ray_address or os.environ.get("RAY_ADDRESS") or "local"
+
+
+@contextmanager
+def ray_session(config: RunConfig):
+    """Connect to the configured cluster, or start an embedded one for the run's duration."""
+    address = resolve_ray_address(config)
+    if ray.is_initialized():
+        yield
+        return
+    kwargs = {"num_cpus": config.run.num_cpus, "include_dashboard": False} if address == "local" else {}
+    log.info("starting Ray (%s)", "embedded local cluster" if address == "local" else address)
+    ray.init(address=address, logging_level=logging.WARNING, **kwargs)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def run_pipeline(config: RunConfig, stages: list[str] | None = None) -> dict[str, list[dict]]:
+    """Run `stages` (all, in order, by default); return each stage's manifest rows."""
+    stages = stages or STAGE_ORDER
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise ConfigError(f"unknown stage {unknown[0]!r}; stages are {', '.join(STAGE_ORDER)}")
+    hashes = stage_hashes(config)
+    for name in stages:
+        for need in STAGES[name].needs:
+            if need not in stages:
+                _finished_rows(config, need, hashes, name)
+    results = {}
+    with ray_session(config):
+        for name in sorted(stages, key=STAGE_ORDER.index):
+            results[name] = run_stage(config, name, hashes)
+    return results

@@ -1,0 +1,39 @@
+"""Shared test helpers: sample paths and small run configs."""
+
+import shutil
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "samples"
+WARCS = sorted((SAMPLES / "warc").glob("*.warc.gz"))
+LID_MODEL = SAMPLES / "models" / "lid.176.ftz"
+
+# Small and quick settings; the English WARC samples give enough text for these sizes.
+FAST_STAGES = {
+    "extract": {"min_text_chars": 200, "timeout_s": 5.0},
+    "langid": {"model": str(LID_MODEL), "languages": ["en"], "threshold": 0.5},
+    "tokenizer": {"vocab_size": 1000, "num_threads": 1},
+    "tokenize": {"num_threads": 1},
+    "train": {"preset": "tiny", "steps": 12, "seq_len": 64, "batch_size": 4, "warmup_steps": 3, "threads": 1},
+}
+ENGLISH_WARCS = ["wget-2024-academic-0", "wget-2024-academic-1", "cc-main-2024-22-whirlwind"]
+
+
+
+def write_config(tmp_path: Path, *, warcs: list[str] | None = None, stages: dict | None = None) -> Path:
+    """A run config over copies of some sample WARCs, so tests may alter their inputs."""
+    inputs = tmp_path / "inputs"
+    inputs.mkdir(exist_ok=True)
+    for warc in WARCS:
+        if warcs is None or warc.name.removesuffix(".warc.gz") in warcs:
+            shutil.copy(warc, inputs / warc.name)
+    config = {
+        "run": {"output": str(tmp_path / "run")},
+        "inputs": {"common_crawl": [str(inputs / "*.warc.gz")]},
+        "stages": {name: {**FAST_STAGES[name], **(stages or {}).get(name, {})} for name in FAST_STAGES},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
