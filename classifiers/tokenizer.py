@@ -7,12 +7,13 @@ space, ids unk=0, bos=1, eos=2 and no padding id.
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from collections.abc import Iterable
 from pathlib import Path
 
 import sentencepiece as spm
+
+from stages.documents import atomic_path
 
 UNK_ID, BOS_ID, EOS_ID = 0, 1, 2
 # SentencePiece skips longer "sentences" silently; documents are fed a paragraph at a time.
@@ -46,24 +47,24 @@ def train_sentencepiece(
     num_threads: int,
     seed: int,
 ) -> Path:
-    """Train on `sentences` (streamed) and write `model_path` and its `.vocab` beside it atomically."""
-    model_path = Path(model_path)
-    model_path.parent.mkdir(parents=True, exist_ok=True)
+    """Train on `sentences` (streamed) and write the model to `model_path` atomically.
+
+    The model is taken from memory rather than from SentencePiece's output files, whose path it
+    would otherwise record: the same sample then gives the same bytes wherever the run lives.
+    """
     spm.set_random_generator_seed(seed)
-    with tempfile.TemporaryDirectory(dir=model_path.parent, prefix=".training-") as tmp:
-        prefix = Path(tmp) / "spm"
-        spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(sentences),
-            model_prefix=str(prefix),
-            vocab_size=vocab_size,
-            character_coverage=character_coverage,
-            num_threads=num_threads,
-            **LLAMA_TRAINER_OPTIONS,
-        )
-        # The .model last: its presence means the pair is complete.
-        os.replace(f"{prefix}.vocab", model_path.with_suffix(".vocab"))
-        os.replace(f"{prefix}.model", model_path)
-    return model_path
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(sentences),
+        model_writer=model,
+        vocab_size=vocab_size,
+        character_coverage=character_coverage,
+        num_threads=num_threads,
+        **LLAMA_TRAINER_OPTIONS,
+    )
+    with atomic_path(model_path) as tmp:
+        tmp.write_bytes(model.getvalue())
+    return Path(model_path)
 
 
 def load_tokenizer(model_path: str | Path) -> spm.SentencePieceProcessor:

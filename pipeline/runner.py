@@ -15,6 +15,7 @@ import traceback
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime, timezone
+from pathlib import Path
 
 import ray
 
@@ -100,6 +101,8 @@ def run_stage(config: RunConfig, name: str, hashes: dict[str, str]) -> list[dict
     log.info("[%s] %d shards: %d already done, %d to run", name, len(tasks), len(rows), len(todo))
     write_manifest(config.output_dir, name, list(rows.values()))
 
+    for task in todo:
+        _remove_stale_temporaries(task)
     resources = spec.resources(params)
     _check_resources(name, resources)
     remote = ray.remote(execute_shard).options(name=f"{name}", max_retries=1, **resources)
@@ -123,6 +126,13 @@ def run_stage(config: RunConfig, name: str, hashes: dict[str, str]) -> list[dict
     return sorted(rows.values(), key=lambda r: r["shard"])
 
 
+def _remove_stale_temporaries(task: ShardTask) -> None:
+    """Temporary files a killed run left behind for this shard; outputs are written as `.NAME*.tmp*`."""
+    output = Path(task.output)
+    for stale in output.parent.glob(f".{output.name}*.tmp*"):
+        stale.unlink(missing_ok=True)
+
+
 def _log_row(stage: str, row: dict, *, done: int, total: int, elapsed: float) -> None:
     if row["status"] == FAILED:
         log.error("[%s] %d/%d shard %s FAILED: %s", stage, done, total, row["shard"], row["error"].strip().splitlines()[-1])
@@ -136,13 +146,12 @@ def _log_row(stage: str, row: dict, *, done: int, total: int, elapsed: float) ->
 
 def _check_resources(stage: str, resources: dict) -> None:
     available = ray.cluster_resources()
-    for key in ("num_cpus", "num_gpus"):
+    for key, resource in (("num_cpus", "CPU"), ("num_gpus", "GPU")):
         wanted = resources.get(key, 0)
-        have = available.get(key.removeprefix("num_").upper(), 0)
-        if wanted > have:
+        if wanted > available.get(resource, 0):
             raise ConfigError(
-                f"stage {stage!r} asks for {wanted:g} {key.removeprefix('num_')}s per task but the Ray "
-                f"cluster has {have:g}; lower the stage's thread count or use a larger cluster"
+                f"stage {stage!r} asks for {wanted:g} {resource} per task but the Ray cluster has "
+                f"{available.get(resource, 0):g}; lower the stage's thread count or use a larger cluster"
             )
 
 

@@ -58,7 +58,8 @@ class IndexedDatasetWriter:
     def __init__(self, prefix: str | Path, dtype: np.dtype | type | str):
         self.dtype = np.dtype(dtype)
         if self.dtype not in DTYPE_CODES:
-            raise ValueError(f"dtype {self.dtype} has no Megatron code; use one of {sorted(map(str, DTYPE_CODES))}")
+            choices = ", ".join(sorted(map(str, DTYPE_CODES)))
+            raise ValueError(f"dtype {self.dtype} has no Megatron code; use one of {choices}")
         self.bin_path, self.idx_path = dataset_paths(prefix)
         self.bin_path.parent.mkdir(parents=True, exist_ok=True)
         tag = uuid.uuid4().hex[:8]
@@ -67,7 +68,7 @@ class IndexedDatasetWriter:
         self._bin = open(self._tmp_bin, "wb")
         self._lengths: list[int] = []
         self.num_tokens = 0
-        self.num_bytes = 0  # .bin + .idx, known once finalized
+        self.bytes_written = 0  # .bin + .idx, known once finalized
 
     @property
     def num_documents(self) -> int:
@@ -92,11 +93,12 @@ class IndexedDatasetWriter:
         pointers = (np.cumsum(lengths, dtype=np.int64) - lengths) * self.dtype.itemsize
         document_indices = np.arange(len(lengths) + 1, dtype=np.int64)
         with open(self._tmp_idx, "wb") as idx:
-            idx.write(HEADER.pack(MAGIC, VERSION, DTYPE_CODES[self.dtype], len(lengths), len(document_indices)))
+            code = DTYPE_CODES[self.dtype]
+            idx.write(HEADER.pack(MAGIC, VERSION, code, len(lengths), len(document_indices)))
             idx.write(lengths.tobytes())
             idx.write(pointers.tobytes())
             idx.write(document_indices.tobytes())
-        self.num_bytes = self._tmp_bin.stat().st_size + self._tmp_idx.stat().st_size
+        self.bytes_written = self._tmp_bin.stat().st_size + self._tmp_idx.stat().st_size
         # An index left from an earlier dataset at this prefix must not pair with the new .bin.
         self.idx_path.unlink(missing_ok=True)
         os.replace(self._tmp_bin, self.bin_path)
@@ -130,9 +132,12 @@ class IndexedDataset:
         if idx_size < HEADER.size:
             raise ValueError(f"{self.idx_path}: {idx_size} bytes, shorter than the {HEADER.size}-byte header")
         with open(self.idx_path, "rb") as f:
-            magic, version, code, num_sequences, num_document_indices = HEADER.unpack(f.read(HEADER.size))
+            header = f.read(HEADER.size)
+        magic, version, code, num_sequences, num_document_indices = HEADER.unpack(header)
         if magic != MAGIC:
-            raise ValueError(f"{self.idx_path}: not a Megatron indexed dataset (magic {magic!r}, expected {MAGIC!r})")
+            raise ValueError(
+                f"{self.idx_path}: not a Megatron indexed dataset (magic {magic!r}, expected {MAGIC!r})"
+            )
         if version != VERSION:
             raise ValueError(f"{self.idx_path}: unsupported version {version}, expected {VERSION}")
         if code not in DTYPES:
@@ -162,7 +167,10 @@ class IndexedDataset:
                 f"{self.dtype} tokens ({expected_bin_size} bytes)"
             )
         # mmap refuses empty files; an empty dataset is still valid.
-        self._tokens = np.memmap(self.bin_path, dtype=self.dtype, mode="r") if bin_size else np.empty(0, self.dtype)
+        if bin_size:
+            self._tokens = np.memmap(self.bin_path, dtype=self.dtype, mode="r")
+        else:
+            self._tokens = np.empty(0, self.dtype)
 
     def __len__(self) -> int:
         return len(self.sequence_lengths)

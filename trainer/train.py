@@ -3,7 +3,7 @@
 Single process. Model, data and loop live in separate modules so that distributed wrappers
 and resumable checkpoints can be added around them.
 
-    python -m trainer.train --data runs/tokens/shard-00000 --vocab-size 8000 --out runs/train
+    python -m trainer.train --data PREFIX [PREFIX ...] --vocab-size N --out DIR
 """
 
 from __future__ import annotations
@@ -97,10 +97,13 @@ def train(data_prefixes: list[str], vocab_size: int, out_dir: str, config: Train
     device = torch.device(config.device)
     torch.manual_seed(config.seed)
 
-    model_config = dataclasses.replace(PRESETS[config.preset], vocab_size=vocab_size, max_seq_len=config.seq_len)
+    model_config = dataclasses.replace(
+        PRESETS[config.preset], vocab_size=vocab_size, max_seq_len=config.seq_len
+    )
     model = Transformer(model_config).to(device)
     optimizer = build_optimizer(model, config)
-    batches = iterate_batches(open_datasets(data_prefixes), config.seq_len, config.batch_size, config.seed)
+    datasets = open_datasets(data_prefixes)
+    batches = iterate_batches(datasets, config.seq_len, config.batch_size, config.seed)
     params = model.num_params(non_embedding=False)
     print(f"model {config.preset}: {params:,} parameters ({model.num_params():,} non-embedding)")
 
@@ -113,7 +116,7 @@ def train(data_prefixes: list[str], vocab_size: int, out_dir: str, config: Train
             lr = learning_rate(step, config)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            inputs, targets = (t.to(device, non_blocking=True) for t in next(batches))
+            inputs, targets = (t.to(device) for t in next(batches))
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 _, loss = model(inputs, targets)
             optimizer.zero_grad(set_to_none=True)
@@ -155,9 +158,12 @@ def train(data_prefixes: list[str], vocab_size: int, out_dir: str, config: Train
 def main(argv: list[str] | None = None) -> None:
     defaults = TrainConfig()
     parser = argparse.ArgumentParser(
-        prog="python -m trainer.train", description="Train a LLaMA-architecture model on indexed datasets."
+        prog="python -m trainer.train",
+        description="Train a LLaMA-architecture model on Megatron indexed datasets.",
     )
-    parser.add_argument("--data", nargs="+", required=True, metavar="PREFIX", help="indexed dataset prefixes (.bin/.idx)")
+    parser.add_argument(
+        "--data", nargs="+", required=True, metavar="PREFIX", help="indexed dataset prefixes (.bin/.idx)"
+    )
     parser.add_argument("--vocab-size", type=int, required=True)
     parser.add_argument("--out", required=True, help="directory for train_log.jsonl and checkpoint.pt")
     parser.add_argument("--preset", choices=list(PRESETS), default=defaults.preset)

@@ -1,0 +1,167 @@
+"""The whole path on a real local Ray: WARC -> text -> language ID -> tokenizer -> shards -> training."""
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from manifests.inspect import format_run
+from manifests.store import manifest_path, read_manifest
+from pipeline.config import load_config
+from pipeline.registry import STAGE_ORDER
+from pipeline.runner import run_pipeline
+from tests.support import ROOT, WARCS, write_config
+from trainer.indexed_dataset import IndexedDataset
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")
+SMALL = ["wget-2024-academic-0", "wget-2024-academic-1", "cc-main-2024-22-whirlwind", "cc-main-2020-34-excerpt"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("full")
+    config = load_config(write_config(tmp_path, warcs=SMALL))
+    run_pipeline(config)
+    return config
+
+
+def test_every_stage_records_balanced_rows(finished_run):
+    for stage in STAGE_ORDER:
+        rows = read_manifest(finished_run.output_dir, stage)
+        assert rows, stage
+        for row in rows:
+            assert row["status"] == "done"
+            assert row["docs_in"] == row["docs_out"] + sum(row["dropped"].values())
+            assert row["config_hash"] and row["seconds"] >= 0
+    extract = read_manifest(finished_run.output_dir, "extract")
+    assert len(extract) == len(SMALL)
+    assert sum(r["docs_out"] for r in extract) > 30
+    langid = read_manifest(finished_run.output_dir, "langid")
+    assert any(reason.startswith("language:") for r in langid for reason in r["dropped"])
+
+
+def test_token_shards_are_megatron_files_of_the_kept_documents(finished_run):
+    langid = {r["shard"]: r for r in read_manifest(finished_run.output_dir, "langid")}
+    for row in read_manifest(finished_run.output_dir, "tokenize"):
+        dataset = IndexedDataset(row["output"])
+        assert len(dataset) == row["docs_out"] == langid[row["shard"]]["docs_out"]
+        assert dataset.num_tokens == row["tokens"]
+        if len(dataset):
+            assert dataset[0][0] == 1 and dataset[0][-1] == 2  # BOS ... EOS
+
+
+def test_training_loss_falls_and_checkpoint_is_saved(finished_run):
+    [row] = read_manifest(finished_run.output_dir, "train")
+    assert Path(row["output"]).is_file() and row["tokens"] > 0
+    log = [json.loads(line) for line in (Path(row["output"]).parent / "train_log.jsonl").read_text().splitlines()]
+    losses = [entry["loss"] for entry in log]
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+    assert all(entry["tokens_per_s"] > 0 for entry in log)
+
+
+def test_rerun_recomputes_nothing(finished_run):
+    before = {stage: read_manifest(finished_run.output_dir, stage) for stage in STAGE_ORDER}
+    run_pipeline(finished_run)
+    assert {stage: read_manifest(finished_run.output_dir, stage) for stage in STAGE_ORDER} == before
+
+
+def test_manifests_open_without_this_project(finished_run):
+    path = manifest_path(finished_run.output_dir, "extract")
+    frame = pd.read_parquet(path)
+    assert {"stage", "shard", "inputs", "output", "docs_in", "docs_out", "dropped", "bytes_out", "seconds",
+            "config_hash", "status"} <= set(frame.columns)
+    totals = duckdb.sql(
+        f"SELECT sum(docs_in) - sum(docs_out) AS dropped_docs FROM '{path}'"
+    ).fetchall()[0][0]
+    by_reason = duckdb.sql(f"SELECT sum(v) FROM (SELECT unnest(map_values(dropped)) AS v FROM '{path}')").fetchall()[0][0]
+    assert totals == by_reason
+
+
+def test_inspect_prints_the_funnel(finished_run):
+    text = format_run(finished_run.output_dir, shards=True)
+    for stage in STAGE_ORDER:
+        assert f"{stage}: " in text
+    assert "dropped" in text and "shard wget-2024-academic-0" in text
+
+
+def test_changed_parameters_rerun_only_that_stage_and_downstream(finished_run, tmp_path):
+    extract_before = read_manifest(finished_run.output_dir, "extract")
+    changed = finished_run.model_copy(
+        update={"stages": finished_run.stages.model_copy(
+            update={"langid": finished_run.stages.langid.model_copy(update={"threshold": 0.9})})}
+    )
+    run_pipeline(changed, ["langid"])
+    assert read_manifest(finished_run.output_dir, "extract") == extract_before
+    langid = read_manifest(finished_run.output_dir, "langid")
+    assert all(r["dropped"].get("low_language_score", 0) >= 0 for r in langid)
+    with pytest.raises(Exception, match="needs the finished output of stage 'langid'"):
+        run_pipeline(finished_run, ["tokenizer"])  # the old langid output is gone; the old config must rerun it
+    run_pipeline(finished_run, ["langid"])
+
+
+def _bad_inputs(directory: Path) -> None:
+    directory.mkdir()
+    real = (ROOT / "samples" / "warc" / "wget-2024-academic-0.warc.gz").read_bytes()
+    (directory / "truncated.warc.gz").write_bytes(real[: len(real) // 2])
+    (directory / "empty.warc.gz").write_bytes(b"")
+    (directory / "not-a-warc.warc.gz").write_bytes(gzip.compress(b"this is not a WARC file\n" * 50))
+
+
+def test_bad_input_is_counted_not_fatal(tmp_path):
+    _bad_inputs(tmp_path / "bad")
+    config = load_config(
+        write_config(tmp_path, warcs=[]), inputs={"common_crawl": [str(tmp_path / "bad" / "*.warc.gz")]}
+    )
+    run_pipeline(config, ["extract"])
+    rows = {r["shard"]: r for r in read_manifest(config.output_dir, "extract")}
+    assert set(rows) == {"truncated", "empty", "not-a-warc"}
+    assert all(r["status"] == "done" for r in rows.values())
+    assert rows["truncated"]["docs_out"] > 0, "documents before the damage are kept"
+    for row in rows.values():
+        assert row["dropped"], f"{row['shard']}: the problem must be a counted reason"
+
+
+def _outputs(run_dir: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(run_dir)): p.read_bytes()
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file() and "manifests" not in p.parts
+    }
+
+
+def test_killed_run_resumes_to_identical_output(tmp_path):
+    config_path = write_config(tmp_path, warcs=None)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("RAY_ADDRESS", None)
+    command = [sys.executable, "-m", "pipeline", "run", str(config_path), "--stages", "extract,langid"]
+    run_dir = tmp_path / "run"
+
+    process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(read_manifest(run_dir, "extract")) < 2:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    finished_before_kill = read_manifest(run_dir, "extract")
+    assert 2 <= len(finished_before_kill) < len(WARCS), "the kill should land mid-stage"
+
+    resumed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{len(finished_before_kill)} already done" in resumed.stderr
+    after = {r["shard"]: r for r in read_manifest(run_dir, "extract")}
+    for row in finished_before_kill:
+        assert after[row["shard"]]["finished_at"] == row["finished_at"], "finished shards are not recomputed"
+    assert not list(run_dir.rglob(".*.tmp-*")), "no temporary files are left behind"
+
+    clean = tmp_path / "clean"
+    subprocess.run([*command, "--output", str(clean)], cwd=ROOT, env=env, check=True, capture_output=True)
+    assert _outputs(run_dir) == _outputs(clean)
