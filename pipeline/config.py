@@ -72,8 +72,12 @@ class TokenizeParams(Section):
     num_threads: PositiveInt = 2
 
 
+# The names of trainer.model.PRESETS, listed here so validating a config does not import torch.
+ModelPreset = Literal["tiny", "125M", "350M", "1B", "7B"]
+
+
 class TrainParams(Section):
-    preset: str = "tiny"
+    preset: ModelPreset = "tiny"
     steps: PositiveInt = 60
     seq_len: PositiveInt = 256
     batch_size: PositiveInt = 8

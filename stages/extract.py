@@ -19,16 +19,21 @@ these reasons (checked in this order):
     no_text_extracted       trafilatura found no main text
     text_too_short          extracted text shorter than min_text_chars
 
-File damage never raises. It is counted as one extra pseudo-record (docs_in += 1 and one drop)
-under a reason starting with `corrupt_`; the documents read before the damage are kept:
+File damage never raises. Each piece of damage counts as one record (docs_in += 1) dropped under a
+reason starting with `corrupt_` (a damaged record counts once, under that reason instead of its
+own), and the documents read before it are kept:
 
-    corrupt_truncated       the file ends inside a record (cut download): the incomplete record,
-                            or the unparsable tail when warcio stops silently at a cut header
-    corrupt_record          bytes that do not parse as a WARC record after at least one good
-                            record (garbage between records, a bit flip in a gzip member); reading
-                            stops there
-    corrupt_not_warc        the first record does not parse: not a WARC file
-    corrupt_empty           no record at all (an empty or whitespace-only file)
+    corrupt_truncated       a record shorter than its Content-Length (the file was cut, or a gzip
+                            member stopped decompressing: warcio drops the rest silently), or bytes
+                            left after the last record where warcio stopped quietly at a cut header
+    corrupt_record          bytes after a good record that do not parse as a WARC record (garbage
+                            between records, a gzip member broken from its start, a whole-file
+                            gzip, which warcio refuses after the first record): reading stops
+                            there. Also a record without Content-Length (its header block was cut
+                            or mangled), and a stray line warcio skipped after a record (reading
+                            goes on)
+    corrupt_not_warc        the first record does not parse: not a WARC file (ARC is not read)
+    corrupt_empty           an empty file
 
 Document fields: `id` is a 24-hex BLAKE2b digest of source, WARC file name and the record's byte
 offset in the file, so it is stable across runs and unique as long as WARC file names are unique
@@ -36,23 +41,23 @@ within a source (Common Crawl's are); `url` is WARC-Target-URI; `date` is WARC-D
 ISO 8601 UTC (`2008-04-30T20:48:25Z`), or kept verbatim when it does not parse (ClueWeb09 has
 `2008-10-294T05:21:46-0700`).
 
-Extraction settings: trafilatura 2.3.1 with `fast=True` (no readability/jusText fallback),
-comments excluded, tables included. Measured by `bench/extract_settings.py` on the 233 HTML
-responses of samples/warc, one core, best of 3 (see bench/README.md, "Extraction settings"):
+Extraction settings: trafilatura 2.3.1's full cascade (`fast=False`: its own extractor, then
+readability/jusText comparison, baseline rescue, recall retry), comments excluded, tables kept.
+Measured by `bench/extract_settings.py` on the 257 HTML pages of samples/warc, one core, CPU time
+(full table and rationale in bench/README.md, "Extraction settings"):
 
-    settings               docs/s   chars out   empty   vs default
-    default                  40.8   1,215,587    3.9%
-    fast                     82.6   1,163,744    4.7%   2.0x faster, -4.3% chars
-    fast, no comments        87.5   1,157,497    4.7%   (chosen)
-    fast, no tables          86.5   1,078,649    4.7%
-    favor_precision          45.2     979,669    6.0%   -19% chars
-    favor_recall             31.7   1,314,002    2.6%   +8% chars, 0.78x speed
-    fast, favor_recall       62.0   1,264,664    3.0%
+    settings            docs/s  (pages <= 100k chars)  chars vs default  pages < half of default
+    default               38.1   90.3                    +0.0%            0.0%
+    fast                  39.7  128.4                   -49.2%            6.2%
+    favor_precision       42.0  108.3                    -2.7%            8.6%
+    favor_recall          48.1  143.5                    -1.3%            3.9%
+    no comments (chosen)  37.0   87.5                    -4.5%            0.8%
+    no tables             27.4   80.9                   -50.0%            7.8%
 
-`fast` doubles throughput and loses 4% of the text: the fallback extractors mostly re-add
-navigation and boilerplate that the later quality filters would drop anyway. Comments are
-user-generated chatter the LLaMA recipe does not ask for and cost time; tables carry real content
-(data, specifications) so they stay.
+`fast` and both `favor_*` modes gain at most 1.6x but lose most of the text of 4-9% of the pages:
+on table-layout pages (archive.org, 2008) they return the navigation bar instead of the article or
+the forum listing. Comments are readers' chatter ("Liked by 21 people", pingbacks) outside the main
+text, as datatrove/FineWeb also exclude them; tables carry real content.
 """
 
 from __future__ import annotations
@@ -73,7 +78,7 @@ from typing import BinaryIO
 
 import charset_normalizer
 import trafilatura
-from warcio.archiveiterator import ArchiveIterator
+from warcio.archiveiterator import ArchiveIterator, WARCIterator
 from warcio.bufferedreaders import BufferedReader
 from warcio.exceptions import ArchiveLoadFailed
 from warcio.recordloader import ArcWarcRecord
@@ -84,8 +89,11 @@ from stages.documents import WEB_DOCUMENT_SCHEMA, write_documents
 
 WARC_TYPES = {"warcinfo", "request", "metadata", "resource", "revisit", "conversion", "continuation"}
 HTML_TYPES = {"text/html", "application/xhtml+xml"}
-# What warcio raises on bytes that are not a WARC record (ValueError covers bad header values).
-WARC_DAMAGE = (ArchiveLoadFailed, StatusAndHeadersParserException, EOFError, zlib.error, ValueError, AttributeError)
+# What warcio raises on bytes that are not a WARC record. AttributeError: a request or response
+# header block cut before its WARC-Target-URI (warcio calls None.startswith).
+WARC_DAMAGE = (
+    ArchiveLoadFailed, StatusAndHeadersParserException, EOFError, zlib.error, ValueError, AttributeError
+)
 MAX_REPLACED_SHARE = 0.01
 CHARSET_SNIFF_BYTES = 4096
 
@@ -100,7 +108,7 @@ CHARSET_SUPERSETS = {
 }
 CONTENT_TYPE_CHARSET = re.compile(r"charset\s*=\s*[\"']?([^\"';\s]+)", re.IGNORECASE)
 META_CHARSET = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?\s*([a-z0-9_:.+-]+)", re.IGNORECASE)
-HTML_START = re.compile(rb"^\s*(<!--.*?-->\s*)*<(!doctype\s+html|html)", re.IGNORECASE | re.DOTALL)
+HTML_MARKER = re.compile(rb"<(!doctype\s+html|html)[\s>]", re.IGNORECASE)
 
 
 class Dropped(Exception):
@@ -134,13 +142,17 @@ def extract_warc(
     min_text_chars: int = 1,
     max_html_bytes: int = 5_000_000,
     timeout_s: float = 5.0,
-    fast: bool = True,
+    fast: bool = False,
     favor_precision: bool = False,
     favor_recall: bool = False,
     include_comments: bool = False,
     include_tables: bool = True,
 ) -> ShardStats:
-    """Extract the main text of the HTML responses in `warc_path` into a parquet shard."""
+    """Extract the main text of the HTML responses in `warc_path` into a parquet shard.
+
+    The trafilatura keyword arguments are passed to `trafilatura.extract`; `timeout_s` bounds
+    decoding plus extraction of one page (0 for no limit).
+    """
     stats = ShardStats()
     to_text = partial(
         trafilatura.extract,
@@ -213,7 +225,7 @@ def _time_limit(seconds: float) -> Iterator[None]:
     the main thread) the block runs unlimited and max_html_bytes is the only bound. The handler
     runs between Python bytecodes, so a single long lxml call finishes before it fires.
     """
-    if threading.current_thread() is not threading.main_thread():
+    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = signal.signal(signal.SIGALRM, _raise_timeout)
@@ -237,7 +249,7 @@ def read_html_pages(warc_path: str, stats: ShardStats, max_html_bytes: int) -> I
         stats.drop(reason)
 
     with open(warc_path, "rb") as stream:
-        records = ArchiveIterator(stream)
+        records = WARCIterator(stream)  # not ArchiveIterator: it reads any 5-word first line as ARC
         read = end = stray_lines = 0
         try:
             for record in records:
@@ -289,7 +301,7 @@ def _html_page(record: ArcWarcRecord, records: ArchiveIterator, max_html_bytes: 
 
 
 def _check_response(record: ArcWarcRecord) -> str:
-    """Raise Dropped unless the record is a 200 HTTP response that may be HTML; return its Content-Type."""
+    """Raise Dropped unless the record is a 200 HTTP response that may be HTML; return Content-Type."""
     if record.rec_type != "response":
         raise Dropped(f"record_type_{record.rec_type if record.rec_type in WARC_TYPES else 'other'}")
     http = record.http_headers
@@ -313,7 +325,7 @@ def _read_body(record: ArcWarcRecord, content_type: str, max_html_bytes: int) ->
         raise Dropped("html_too_large")
     if not body.strip():
         raise Dropped("empty_payload")
-    if not content_type and not HTML_START.match(body[:1024]):
+    if not content_type and not HTML_MARKER.search(body[:1024]):
         raise Dropped("not_html")
     return body
 
@@ -329,7 +341,7 @@ def _has_data_after(stream: BinaryIO, offset: int) -> bool:
 def decode_html(body: bytes, http_charset: str | None) -> str | None:
     """Decode with the HTTP charset, then the <meta> charset, then UTF-8, then detection."""
     declared = [c for c in (_codec(http_charset), _codec(_meta_charset(body), from_meta=True)) if c]
-    for codec in [*declared, "utf-8"]:
+    for codec in dict.fromkeys([*declared, "utf-8"]):
         try:
             return body.decode(codec)
         except UnicodeDecodeError:

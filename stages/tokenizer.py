@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from classifiers.tokenizer import train_sentencepiece
+from classifiers.tokenizer import MAX_SENTENCE_BYTES, train_sentencepiece
 from stages.accounting import ShardStats
 from stages.documents import read_documents
 
@@ -28,6 +28,14 @@ def text_bytes(path: str) -> int:
 def is_sampled(doc_id: str, seed: int, rate: float) -> bool:
     digest = hashlib.blake2b(f"{seed}:{doc_id}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") < rate * 2**64
+
+
+def sentencepiece_lines(text: str) -> Iterator[str]:
+    """Non-blank lines, cut to fit SentencePiece's sentence limit, which skips longer ones silently."""
+    chars = MAX_SENTENCE_BYTES // 4  # a UTF-8 character takes at most 4 bytes
+    for line in text.split("\n"):
+        if line.strip():
+            yield from (line[i : i + chars] for i in range(0, len(line), chars))
 
 
 def train_tokenizer(
@@ -51,7 +59,7 @@ def train_tokenizer(
                     stats.drop("not_sampled")
                     continue
                 stats.docs_out += 1
-                yield from (line for line in doc["text"].split("\n") if line.strip())
+                yield from sentencepiece_lines(doc["text"])
 
     train_sentencepiece(
         paragraphs(),

@@ -71,3 +71,12 @@ def test_cli_reports_config_errors_before_any_work(tmp_path, capsys):
 def test_cli_refuses_a_stage_whose_upstream_has_not_run(tmp_path, capsys):
     assert main(["run", str(write_config(tmp_path)), "--stages", "langid"]) == 2
     assert "run `python -m pipeline run CONFIG --stages extract` first" in capsys.readouterr().err
+
+
+def test_config_presets_are_the_trainers():
+    from typing import get_args
+
+    from pipeline.config import ModelPreset
+    from trainer.model import PRESETS
+
+    assert set(get_args(ModelPreset)) == set(PRESETS)

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 
 from classifiers.langid import LanguageIdentifier, normalise_for_fasttext
-from classifiers.tokenizer import BOS_ID, EOS_ID, UNK_ID, load_tokenizer
+from classifiers.tokenizer import BOS_ID, EOS_ID, MAX_SENTENCE_BYTES, UNK_ID, load_tokenizer
 from stages.documents import read_documents
 from stages.extract import extract_warc
 from stages.langid import identify_languages
 from stages.tokenize import tokenize_shard
-from stages.tokenizer import train_tokenizer
+from stages.tokenizer import sentencepiece_lines, train_tokenizer
 from tests.support import LID_MODEL, SAMPLES
 from trainer.indexed_dataset import IndexedDataset
 
@@ -127,3 +127,11 @@ def test_tokenize_writes_one_bos_eos_sequence_per_document(english, tokenizer_mo
         sequence = dataset[i].tolist()
         assert sequence[0] == BOS_ID and sequence[-1] == EOS_ID
         assert sp.decode(sequence[1:-1]) == documents[i]["text"]
+
+
+def test_long_lines_are_cut_to_sentencepiece_limit_not_skipped():
+    line = "word " * 20_000 + "ünïcödé " * 5_000
+    pieces = list(sentencepiece_lines(f"short\n\n   \n{line}"))
+    assert pieces[0] == "short"
+    assert "".join(pieces[1:]) == line
+    assert all(len(p.encode()) <= MAX_SENTENCE_BYTES for p in pieces)

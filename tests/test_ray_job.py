@@ -38,15 +38,17 @@ def cluster(tmp_path_factory):
     )
     address = f"http://127.0.0.1:{dashboard}"
     try:
-        deadline = time.monotonic() + 60
-        while subprocess.run([RAY, "job", "list", "--address", address], env=env, capture_output=True).returncode:
+        # The job API answers before its agent can take jobs; a trivial job proves it can.
+        deadline = time.monotonic() + 90
+        ready = [RAY, "job", "submit", "--address", address, "--", sys.executable, "-c", "pass"]
+        while subprocess.run(ready, env=env, capture_output=True).returncode:
             assert time.monotonic() < deadline and head.poll() is None, "the Ray head did not come up"
             time.sleep(1)
         yield address, env
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
-            head.wait(timeout=15)
+            head.wait(timeout=5)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(head.pid, signal.SIGKILL)
 
