@@ -165,3 +165,13 @@ def test_killed_run_resumes_to_identical_output(tmp_path):
     clean = tmp_path / "clean"
     subprocess.run([*command, "--output", str(clean)], cwd=ROOT, env=env, check=True, capture_output=True)
     assert _outputs(run_dir) == _outputs(clean)
+
+
+def test_cli_inspect_and_validate(finished_run, capsys):
+    from pipeline.cli import main
+
+    assert main(["inspect", str(finished_run.output_dir), "--stage", "langid", "--shards"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("langid: ") and "shard wget-2024-academic-0" in out
+    assert main(["inspect", str(finished_run.output_dir / "nothing-here")]) == 0
+    assert "no manifests yet" in capsys.readouterr().out

@@ -30,10 +30,15 @@ def cluster(tmp_path_factory):
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     env.pop("RAY_ADDRESS", None)
     dashboard = _free_port()
+    # Fixed default ports (the agent's 52365, the client server's 10001, ...) would clash with the
+    # tests' embedded Ray, whose agent then takes the jobs' place: give every one a free port.
+    ports = [f"--{name}={_free_port()}" for name in (
+        "port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
+        "runtime-env-agent-port", "ray-client-server-port")]
     temp_dir = tmp_path_factory.mktemp("ray")
     head = subprocess.Popen(
-        [RAY, "start", "--head", "--block", f"--port={_free_port()}", f"--dashboard-port={dashboard}",
-         "--dashboard-host=127.0.0.1", f"--temp-dir={temp_dir}", "--num-cpus=2", "--disable-usage-stats"],
+        [RAY, "start", "--head", "--block", *ports, f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1",
+         f"--temp-dir={temp_dir}", "--num-cpus=2", "--disable-usage-stats"],
         env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     address = f"http://127.0.0.1:{dashboard}"
