@@ -31,10 +31,8 @@ class StageFailed(RuntimeError):
     """Some shards of a stage raised; the others are recorded and will not be recomputed."""
 
 
-def execute_shard(stage: str, task: ShardTask, params: dict, config_hash: str) -> dict:
-    """Run one shard and describe it as a manifest row. Runs inside a Ray worker."""
-    start = time.perf_counter()
-    row = {
+def _row(stage: str, task: ShardTask, config_hash: str, **fields) -> dict:
+    return {
         "stage": stage,
         "shard": task.shard,
         "inputs": task.inputs,
@@ -44,18 +42,24 @@ def execute_shard(stage: str, task: ShardTask, params: dict, config_hash: str) -
         "dropped": {},
         "bytes_out": 0,
         "tokens": None,
+        "seconds": 0.0,
         "config_hash": config_hash,
         "status": DONE,
         "error": None,
+        "finished_at": datetime.now(timezone.utc),
+        **fields,
     }
+
+
+def execute_shard(stage: str, task: ShardTask, params: dict, config_hash: str) -> dict:
+    """Run one shard and describe it as a manifest row. Runs inside a Ray worker."""
+    start = time.perf_counter()
     try:
         stats = STAGES[stage].run(task, params).check()
-        row.update(asdict(stats), dropped=dict(stats.dropped))
+        outcome = {**asdict(stats), "dropped": dict(stats.dropped)}
     except Exception:
-        row.update(status=FAILED, error=traceback.format_exc(limit=-8))
-    row["seconds"] = time.perf_counter() - start
-    row["finished_at"] = datetime.now(timezone.utc)
-    return row
+        outcome = {"status": FAILED, "error": traceback.format_exc(limit=-8)}
+    return _row(stage, task, config_hash, seconds=time.perf_counter() - start, **outcome)
 
 
 def stage_hashes(config: RunConfig) -> dict[str, str]:
@@ -111,7 +115,10 @@ def run_stage(config: RunConfig, name: str, hashes: dict[str, str]) -> list[dict
     while pending:
         [ready], _ = ray.wait(list(pending), num_returns=1)
         task = pending.pop(ready)
-        row = ray.get(ready)
+        try:
+            row = ray.get(ready)
+        except ray.exceptions.RayError as exc:  # the worker died (killed, out of memory) on every try
+            row = _row(name, task, hashes[name], status=FAILED, error=f"{type(exc).__name__}: {exc}")
         rows[task.shard] = row
         write_manifest(config.output_dir, name, list(rows.values()))
         _log_row(name, row, done=len(tasks) - len(pending), total=len(tasks), elapsed=time.perf_counter() - started)

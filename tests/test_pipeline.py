@@ -175,3 +175,23 @@ def test_cli_inspect_and_validate(finished_run, capsys):
     assert out.startswith("langid: ") and "shard wget-2024-academic-0" in out
     assert main(["inspect", str(finished_run.output_dir / "nothing-here")]) == 0
     assert "no manifests yet" in capsys.readouterr().out
+
+
+def test_failed_shard_is_recorded_and_only_it_is_retried(tmp_path, caplog):
+    from pipeline.runner import StageFailed
+
+    config = load_config(write_config(tmp_path, warcs=["wget-2024-academic-0", "wget-2024-academic-1"]))
+    run_pipeline(config, ["extract"])
+    damaged = Path(read_manifest(config.output_dir, "extract")[0]["output"])
+    damaged.write_bytes(b"not parquet")
+    with pytest.raises(StageFailed, match="1 of 2 shards failed"):
+        run_pipeline(config, ["langid"])
+    rows = {r["shard"]: r for r in read_manifest(config.output_dir, "langid")}
+    assert rows["wget-2024-academic-0"]["status"] == "failed" and rows["wget-2024-academic-0"]["error"]
+    assert rows["wget-2024-academic-1"]["status"] == "done"
+
+    damaged.unlink()
+    run_pipeline(config, ["extract", "langid"])
+    after = {r["shard"]: r for r in read_manifest(config.output_dir, "langid")}
+    assert all(r["status"] == "done" for r in after.values())
+    assert after["wget-2024-academic-1"]["finished_at"] == rows["wget-2024-academic-1"]["finished_at"]
