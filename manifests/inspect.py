@@ -22,9 +22,10 @@ def format_stage(rows: list[dict], stage: str, shards: bool = False) -> str:
     failed = len(rows) - len(done)
     docs_in = sum(r["docs_in"] for r in done)
     docs_out = sum(r["docs_out"] for r in done)
-    dropped = Counter()
+    dropped, counters = Counter(), Counter()
     for r in done:
         dropped.update(r["dropped"])
+        counters.update(r["counters"])
     tokens = [r["tokens"] for r in done if r["tokens"] is not None]
     kept = f"{docs_out / docs_in:.1%}" if docs_in else "-"
     header = (
@@ -36,6 +37,8 @@ def format_stage(rows: list[dict], stage: str, shards: bool = False) -> str:
     lines = [header]
     for reason, count in dropped.most_common():
         lines.append(f"    dropped {count:>9,}  {reason}")
+    for name, count in sorted(counters.items()):
+        lines.append(f"    counted {count:>9,}  {name}")
     if shards:
         for r in sorted(rows, key=lambda r: r["shard"]):
             reasons = ", ".join(f"{k}={v}" for k, v in sorted(r["dropped"].items()))

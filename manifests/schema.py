@@ -11,6 +11,7 @@
 | dropped       | map<string, int64> | documents dropped, by reason                                |
 | bytes_out     | int64              | bytes written                                               |
 | tokens        | int64, nullable    | tokens written or trained on (token stages only)            |
+| counters      | map<string, int64> | stage-specific tallies, e.g. lines_removed, emails_redacted |
 | seconds       | double             | wall time of the shard's task                               |
 | config_hash   | string             | digest of the stage's parameters and its upstream stages    |
 | status        | string             | "done" or "failed"                                          |
@@ -36,6 +37,7 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("dropped", pa.map_(pa.string(), pa.int64()), nullable=False),
         pa.field("bytes_out", pa.int64(), nullable=False),
         pa.field("tokens", pa.int64()),
+        pa.field("counters", pa.map_(pa.string(), pa.int64()), nullable=False),
         pa.field("seconds", pa.float64(), nullable=False),
         pa.field("config_hash", pa.string(), nullable=False),
         pa.field("status", pa.string(), nullable=False),

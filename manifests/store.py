@@ -34,7 +34,11 @@ def write_manifest(run_dir: str | Path, stage: str, rows: list[dict]) -> Path:
         check_row(row)
     rows = sorted(rows, key=lambda r: r["shard"])
     table = pa.Table.from_pylist(
-        [{**r, "dropped": sorted(dict(r["dropped"]).items())} for r in rows], schema=MANIFEST_SCHEMA
+        [
+            {**r, "dropped": sorted(dict(r["dropped"]).items()), "counters": sorted(dict(r["counters"]).items())}
+            for r in rows
+        ],
+        schema=MANIFEST_SCHEMA,
     )
     path = manifest_path(run_dir, stage)
     with atomic_path(path) as tmp:
@@ -50,6 +54,7 @@ def read_manifest(run_dir: str | Path, stage: str) -> list[dict]:
     rows = pq.read_table(path, schema=MANIFEST_SCHEMA).to_pylist()
     for row in rows:
         row["dropped"] = dict(row["dropped"])
+        row["counters"] = dict(row["counters"])
     return rows
 
 

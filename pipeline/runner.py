@@ -42,6 +42,7 @@ def _row(stage: str, task: ShardTask, config_hash: str, **fields) -> dict:
         "dropped": {},
         "bytes_out": 0,
         "tokens": None,
+        "counters": {},
         "seconds": 0.0,
         "config_hash": config_hash,
         "status": DONE,
@@ -56,7 +57,7 @@ def execute_shard(stage: str, task: ShardTask, params: dict, config_hash: str) -
     start = time.perf_counter()
     try:
         stats = STAGES[stage].run(task, params).check()
-        outcome = {**asdict(stats), "dropped": dict(stats.dropped)}
+        outcome = {**asdict(stats), "dropped": dict(stats.dropped), "counters": dict(stats.counters)}
     except Exception:
         outcome = {"status": FAILED, "error": traceback.format_exc(limit=-8)}
     return _row(stage, task, config_hash, seconds=time.perf_counter() - start, **outcome)

@@ -17,6 +17,8 @@ class ShardStats:
     dropped: Counter = field(default_factory=Counter)
     bytes_out: int = 0
     tokens: int | None = None
+    # Stage-specific tallies that are not documents, e.g. lines_removed, emails_redacted.
+    counters: Counter = field(default_factory=Counter)
 
     def drop(self, reason: str, count: int = 1) -> None:
         self.dropped[reason] += count

@@ -32,19 +32,79 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+class ShardWriter:
+    """Writes documents to a parquet shard a batch at a time; the shard appears at `path` only
+    when the writer closes without error (use it as a context manager)."""
+
+    def __init__(self, path: str | Path, schema: pa.Schema):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.schema = schema
+        self._tmp = self.path.with_name(f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}")
+        self._writer = pq.ParquetWriter(self._tmp, schema, compression="zstd")
+        self._batch: list[dict] = []
+        self.bytes_written = 0
+
+    def write(self, doc: dict) -> None:
+        self._batch.append(doc)
+        if len(self._batch) == ROWS_PER_BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._batch:
+            self._writer.write_batch(pa.RecordBatch.from_pylist(self._batch, schema=self.schema))
+            self._batch = []
+
+    def close(self) -> int:
+        """Finish the shard and rename it into place; return its size in bytes."""
+        self._flush()
+        self._writer.close()
+        self.bytes_written = self._tmp.stat().st_size
+        os.replace(self._tmp, self.path)
+        return self.bytes_written
+
+    def abort(self) -> None:
+        self._writer.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> "ShardWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
 def write_documents(path: str | Path, documents: Iterable[dict], schema: pa.Schema) -> int:
     """Stream `documents` into a parquet shard at `path`; return the bytes written."""
-    with atomic_path(path) as tmp:
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-            batch: list[dict] = []
-            for doc in documents:
-                batch.append(doc)
-                if len(batch) == ROWS_PER_BATCH:
-                    writer.write_batch(pa.RecordBatch.from_pylist(batch, schema=schema))
-                    batch = []
-            if batch:
-                writer.write_batch(pa.RecordBatch.from_pylist(batch, schema=schema))
-        return tmp.stat().st_size
+    with ShardWriter(path, schema) as writer:
+        for doc in documents:
+            writer.write(doc)
+    return writer.bytes_written
+
+
+class DroppedDocuments:
+    """The audit side output: documents a stage drops, each with its `drop_reason`.
+
+    With `path` None (auditing off, as for large runs) it writes nothing.
+    """
+
+    def __init__(self, path: str | Path | None, schema: pa.Schema):
+        reason = pa.field("drop_reason", pa.string(), nullable=False)
+        self._writer = ShardWriter(path, schema_with(schema, reason)) if path else None
+
+    def add(self, doc: dict, reason: str) -> None:
+        if self._writer:
+            self._writer.write({**doc, "drop_reason": reason})
+
+    def __enter__(self) -> "DroppedDocuments":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self._writer:
+            self._writer.__exit__(exc_type, exc, tb)
 
 
 def read_document_batches(
