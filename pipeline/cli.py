@@ -8,7 +8,7 @@ import sys
 
 from manifests.inspect import format_run
 from pipeline.config import ConfigError, load_config
-from pipeline.registry import STAGE_ORDER
+from pipeline.registry import STAGE_GROUPS, STAGE_ORDER, expand_stages
 
 
 def _parse_input(value: str) -> tuple[str, str]:
@@ -19,11 +19,10 @@ def _parse_input(value: str) -> tuple[str, str]:
 
 
 def _parse_stages(value: str) -> list[str]:
-    stages = [s.strip() for s in value.split(",") if s.strip()]
-    unknown = [s for s in stages if s not in STAGE_ORDER]
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown stage {unknown[0]!r}; stages are {','.join(STAGE_ORDER)}")
-    return stages
+    try:
+        return expand_stages([s.strip() for s in value.split(",") if s.strip()])
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = verbs.add_parser("run", help="run the pipeline, or some of its stages, resuming finished shards")
     add_config_args(run)
     run.add_argument(
-        "--stages", type=_parse_stages, help=f"comma-separated subset of {','.join(STAGE_ORDER)} (default: all)"
+        "--stages", type=_parse_stages, help=f"comma-separated stages or groups: {','.join([*STAGE_ORDER, *STAGE_GROUPS])} (default: all)"
     )
 
     validate = verbs.add_parser("validate", help="check a config and its inputs without running anything")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -35,6 +35,10 @@ class RunSection(Section):
         "else an embedded local Ray",
     )
     num_cpus: PositiveInt | None = Field(default=None, description="CPUs for the embedded local Ray")
+    keep_dropped: bool = Field(
+        default=False,
+        description="write every dropped document with its reason under RUN_DIR/dropped/<stage>/ for auditing",
+    )
 
 
 class ExtractParams(Section):
@@ -57,6 +61,53 @@ class LangidParams(Section):
                 "or download lid.176.bin from https://fasttext.cc/docs/en/language-identification.html"
             )
         return str(Path(path).resolve())
+
+
+class LineDedupParams(Section):
+    partitions: PositiveInt = Field(default=16, description="hash partitions: one Ray task each; see README")
+    min_text_chars: PositiveInt = 200
+
+
+class QualityParams(Section):
+    """datatrove's filters, each given as its keyword arguments ({} for its defaults, null to disable)."""
+
+    url_blocklist: str | list[str] | None = Field(default=None, description="domain/URL list file(s)")
+    gopher_repetition: dict | None = {}
+    gopher_quality: dict | None = {}
+    c4: dict | None = {}
+    c4_badwords: str | dict[str, str] | None = Field(default=None, description="bad-words list, or {language: list}")
+    redact_pii: bool = True
+    per_source: dict[str, dict] | None = Field(default=None, description="{source: overrides of the settings above}")
+
+    @field_validator("url_blocklist", "c4_badwords")
+    @classmethod
+    def _assets_exist(cls, value):
+        paths = [value] if isinstance(value, str) else list(value.values()) if isinstance(value, dict) else value or []
+        for path in paths:
+            if not Path(path).is_file():
+                raise ValueError(f"file {path!r} not found")
+        if isinstance(value, str):
+            return str(Path(value).resolve())
+        if isinstance(value, dict):
+            return {k: str(Path(v).resolve()) for k, v in value.items()}
+        return [str(Path(p).resolve()) for p in value] if value else value
+
+
+class NearDedupParams(Section):
+    num_perm: PositiveInt = 112
+    bands: PositiveInt = 14
+    rows: PositiveInt = 8
+    ngram: PositiveInt = 5
+    seed: int = 1
+    partitions: PositiveInt = 16
+    verify: bool = Field(default=True, description="drop candidate pairs whose estimated Jaccard is under threshold")
+    threshold: Fraction | None = Field(default=None, description="Jaccard threshold; null: the bands/rows S-curve's")
+
+    @model_validator(mode="after")
+    def _bands_fit(self) -> "NearDedupParams":
+        if self.bands * self.rows > self.num_perm:
+            raise ValueError(f"bands x rows ({self.bands} x {self.rows}) exceeds num_perm ({self.num_perm})")
+        return self
 
 
 class TokenizerParams(Section):
@@ -91,6 +142,9 @@ class TrainParams(Section):
 class StagesSection(Section):
     extract: ExtractParams = ExtractParams()
     langid: LangidParams = LangidParams()
+    line_dedup: LineDedupParams = LineDedupParams()
+    quality: QualityParams = QualityParams()
+    near_dedup: NearDedupParams = NearDedupParams()
     tokenizer: TokenizerParams = TokenizerParams()
     tokenize: TokenizeParams = TokenizeParams()
     train: TrainParams = TrainParams()
@@ -125,9 +179,9 @@ class RunConfig(Section):
     def output_dir(self) -> Path:
         return Path(self.run.output).resolve()
 
-    def stage_hash(self, stage: str, upstream: str = "") -> str:
-        """A digest of everything that determines a stage's output, chained to its upstream stage."""
-        params = getattr(self.stages, stage).model_dump() if hasattr(self.stages, stage) else {}
+    def stage_hash(self, stage: str, section: str, upstream: str = "") -> str:
+        """A digest of everything that determines a stage's output, chained to its upstream stages."""
+        params = getattr(self.stages, section).model_dump()
         payload = json.dumps({"stage": stage, "params": params, "upstream": upstream}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 

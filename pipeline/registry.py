@@ -2,6 +2,10 @@
 
 Planning happens on the driver, from the config and the manifests of the stages it needs; the
 processing itself is a plain function in `stages/` (or `trainer/`) that a Ray task calls per shard.
+Order as CCNet, then FineWeb: line dedup before the heuristic filters, so that they judge a page
+without the boilerplate it shares with other pages; MinHash last, on the fewest documents.
+Corpus-wide deduplication takes several phases (hash, shuffle by hash partition, apply); each
+phase is a stage of its own with its own manifest, and `STAGE_GROUPS` names them together.
 """
 
 from __future__ import annotations
@@ -21,11 +25,14 @@ class ShardTask:
     shard: str
     inputs: list[str]
     output: str
+    index: int = 0  # the shard's position in corpus order, for corpus-wide "first occurrence" rules
+    dropped: str | None = None  # where to write the documents it drops, when auditing is on
 
 
 @dataclass(frozen=True)
 class StageSpec:
     name: str
+    section: str  # the config section under `stages:` that holds its parameters
     needs: tuple[str, ...]
     plan: Callable[[RunConfig, Upstream], list[ShardTask]]
     run: Callable[[ShardTask, dict], ShardStats]
@@ -41,6 +48,10 @@ def _shard_name(path: str) -> str:
     return name
 
 
+def _dropped_path(config: RunConfig, stage: str, shard: str) -> str | None:
+    return str(config.output_dir / "dropped" / stage / f"{shard}.parquet") if config.run.keep_dropped else None
+
+
 def plan_extract(config: RunConfig, _: Upstream) -> list[ShardTask]:
     files = config.input_files("common_crawl")
     names = [_shard_name(f) for f in files]
@@ -48,28 +59,100 @@ def plan_extract(config: RunConfig, _: Upstream) -> list[ShardTask]:
     if clashes:
         raise ConfigError(f"inputs.common_crawl: several files are named {clashes[0]!r}; shard names must be unique")
     out = config.output_dir / "extract"
-    return [ShardTask(name, [f], str(out / f"{name}.parquet")) for name, f in zip(names, files)]
+    return [ShardTask(name, [f], str(out / f"{name}.parquet"), i) for i, (name, f) in enumerate(zip(names, files))]
 
 
-def plan_langid(config: RunConfig, upstream: Upstream) -> list[ShardTask]:
-    out = config.output_dir / "langid"
-    return [ShardTask(r["shard"], [r["output"]], str(out / f"{r['shard']}.parquet")) for r in upstream["extract"]]
+def per_document_shard(stage: str, upstream: str) -> Callable[[RunConfig, Upstream], list[ShardTask]]:
+    """One task per shard of `upstream`, writing `RUN_DIR/<stage>/<shard>.parquet`."""
+
+    def plan(config: RunConfig, rows: Upstream) -> list[ShardTask]:
+        out = config.output_dir / stage
+        return [
+            ShardTask(r["shard"], [r["output"]], str(out / f"{r['shard']}.parquet"), i,
+                      _dropped_path(config, stage, r["shard"]))
+            for i, r in enumerate(rows[upstream])
+        ]
+
+    return plan
 
 
-def plan_tokenizer(config: RunConfig, upstream: Upstream) -> list[ShardTask]:
+def _partitions(config: RunConfig, section: str) -> list[str]:
+    return [f"part-{p:05d}" for p in range(getattr(config.stages, section).partitions)]
+
+
+def plan_line_hash(config: RunConfig, rows: Upstream) -> list[ShardTask]:
+    out = config.output_dir / "line_dedup" / "hashes"
+    return [ShardTask(r["shard"], [r["output"]], str(out / r["shard"]), i) for i, r in enumerate(rows["langid"])]
+
+
+def plan_line_find(config: RunConfig, rows: Upstream) -> list[ShardTask]:
+    out = config.output_dir / "line_dedup" / "duplicates"
+    hashes = [r["output"] for r in rows["line_dedup_hash"]]
+    return [
+        ShardTask(part, [f"{h}/{part}.npy" for h in hashes], str(out / part), p)
+        for p, part in enumerate(_partitions(config, "line_dedup"))
+    ]
+
+
+def plan_line_dedup(config: RunConfig, rows: Upstream) -> list[ShardTask]:
+    out = config.output_dir / "line_dedup"
+    duplicates = [r["output"] for r in rows["line_dedup_find"]]
+    return [
+        ShardTask(r["shard"], [r["output"], *(f"{d}/shard-{i:05d}.npy" for d in duplicates)],
+                  str(out / f"{r['shard']}.parquet"), i, _dropped_path(config, "line_dedup", r["shard"]))
+        for i, r in enumerate(rows["langid"])
+    ]
+
+
+def plan_minhash(config: RunConfig, rows: Upstream) -> list[ShardTask]:
+    out = config.output_dir / "near_dedup" / "signatures"
+    return [
+        ShardTask(r["shard"], [r["output"]], str(out / f"{r['shard']}.npy"), i)
+        for i, r in enumerate(rows["quality"])
+    ]
+
+
+def plan_minhash_pairs(config: RunConfig, rows: Upstream) -> list[ShardTask]:
+    out = config.output_dir / "near_dedup" / "pairs"
+    signatures = [r["output"] for r in rows["near_dedup_signatures"]]
+    return [
+        ShardTask(part, signatures, str(out / f"{part}.npy"), p)
+        for p, part in enumerate(_partitions(config, "near_dedup"))
+    ]
+
+
+def plan_minhash_clusters(config: RunConfig, rows: Upstream) -> list[ShardTask]:
+    out = config.output_dir / "near_dedup" / "clusters"
+    return [ShardTask("clusters", [r["output"] for r in rows["near_dedup_pairs"]], str(out))]
+
+
+def plan_near_dedup(config: RunConfig, rows: Upstream) -> list[ShardTask]:
+    out = config.output_dir / "near_dedup"
+    clusters = rows["near_dedup_clusters"][0]["output"]
+    return [
+        ShardTask(r["shard"], [r["output"], f"{clusters}/shard-{i:05d}.npy"], str(out / f"{r['shard']}.parquet"), i,
+                  _dropped_path(config, "near_dedup", r["shard"]))
+        for i, r in enumerate(rows["quality"])
+    ]
+
+
+def plan_tokenizer(config: RunConfig, rows: Upstream) -> list[ShardTask]:
     model = config.output_dir / "tokenizer" / "tokenizer.model"
-    return [ShardTask("tokenizer", [r["output"] for r in upstream["langid"]], str(model))]
+    return [ShardTask("tokenizer", [r["output"] for r in rows[CLEAN_DOCUMENTS]], str(model))]
 
 
-def plan_tokenize(config: RunConfig, upstream: Upstream) -> list[ShardTask]:
-    tokenizer = upstream["tokenizer"][0]["output"]
+def plan_tokenize(config: RunConfig, rows: Upstream) -> list[ShardTask]:
+    tokenizer = rows["tokenizer"][0]["output"]
     out = config.output_dir / "tokens" / "common_crawl"
-    return [ShardTask(r["shard"], [r["output"], tokenizer], str(out / r["shard"])) for r in upstream["langid"]]
+    return [
+        ShardTask(r["shard"], [r["output"], tokenizer], str(out / r["shard"]), i)
+        for i, r in enumerate(rows[CLEAN_DOCUMENTS])
+    ]
 
 
-def plan_train(config: RunConfig, upstream: Upstream) -> list[ShardTask]:
-    tokenizer = upstream["tokenizer"][0]["output"]
-    prefixes = [r["output"] for r in upstream["tokenize"] if r["docs_out"] > 0]
+def plan_train(config: RunConfig, rows: Upstream) -> list[ShardTask]:
+    tokenizer = rows["tokenizer"][0]["output"]
+    prefixes = [r["output"] for r in rows["tokenize"] if r["docs_out"] > 0]
     return [ShardTask("train", [*prefixes, tokenizer], str(config.output_dir / "train" / "checkpoint.pt"))]
 
 
@@ -83,7 +166,67 @@ def run_extract(task: ShardTask, params: dict) -> ShardStats:
 def run_langid(task: ShardTask, params: dict) -> ShardStats:
     from stages.langid import identify_languages
 
-    return identify_languages(task.inputs[0], task.output, **params)
+    return identify_languages(task.inputs[0], task.output, dropped_path=task.dropped, **params)
+
+
+def run_quality(task: ShardTask, params: dict) -> ShardStats:
+    from stages.quality_filters import filter_quality
+
+    return filter_quality(task.inputs[0], task.output, dropped_path=task.dropped, **params)
+
+
+def run_line_hash(task: ShardTask, params: dict) -> ShardStats:
+    from stages.line_dedup import hash_lines
+
+    return hash_lines(task.inputs[0], task.output, shard_index=task.index, partitions=params["partitions"])
+
+
+def run_line_find(task: ShardTask, params: dict) -> ShardStats:
+    from stages.line_dedup import find_duplicate_lines
+
+    return find_duplicate_lines(task.inputs, task.output, partition=task.index)
+
+
+def run_line_dedup(task: ShardTask, params: dict) -> ShardStats:
+    from stages.line_dedup import remove_duplicate_lines
+
+    documents, *duplicates = task.inputs
+    return remove_duplicate_lines(
+        documents, duplicates, task.output, min_text_chars=params["min_text_chars"], dropped_path=task.dropped
+    )
+
+
+def run_minhash(task: ShardTask, params: dict) -> ShardStats:
+    from stages.near_dedup import minhash_signatures
+
+    signature_params = {k: params[k] for k in ("num_perm", "bands", "rows", "ngram", "seed")}
+    return minhash_signatures(task.inputs[0], task.output, shard_index=task.index, **signature_params)
+
+
+def run_minhash_pairs(task: ShardTask, params: dict) -> ShardStats:
+    from stages.near_dedup import find_candidate_pairs
+
+    return find_candidate_pairs(
+        task.inputs,
+        task.output,
+        partition=task.index,
+        partitions=params["partitions"],
+        verify=params["verify"],
+        threshold=params["threshold"],
+    )
+
+
+def run_minhash_clusters(task: ShardTask, params: dict) -> ShardStats:
+    from stages.near_dedup import cluster_duplicates
+
+    return cluster_duplicates(task.inputs, task.output)
+
+
+def run_near_dedup(task: ShardTask, params: dict) -> ShardStats:
+    from stages.near_dedup import remove_near_duplicates
+
+    documents, clusters = task.inputs
+    return remove_near_duplicates(documents, clusters, task.output, dropped_path=task.dropped)
 
 
 def run_tokenizer(task: ShardTask, params: dict) -> ShardStats:
@@ -106,29 +249,53 @@ def run_train(task: ShardTask, params: dict) -> ShardStats:
     return train_on_shards(prefixes, tokenizer, task.output, **params)
 
 
+def _threads(key: str) -> Callable[[dict], dict]:
+    return lambda params: {"num_cpus": params[key]}
+
+
+# The last stage that writes documents: what the tokenizer learns from and the trainer reads.
+CLEAN_DOCUMENTS = "near_dedup"
+
 STAGES: dict[str, StageSpec] = {
     spec.name: spec
     for spec in [
-        StageSpec("extract", (), plan_extract, run_extract),
-        StageSpec("langid", ("extract",), plan_langid, run_langid),
-        StageSpec(
-            "tokenizer", ("langid",), plan_tokenizer, run_tokenizer, lambda p: {"num_cpus": p["num_threads"]}
-        ),
-        StageSpec(
-            "tokenize",
-            ("langid", "tokenizer"),
-            plan_tokenize,
-            run_tokenize,
-            lambda p: {"num_cpus": p["num_threads"]},
-            lambda prefix: Path(prefix + ".idx"),
-        ),
-        StageSpec(
-            "train",
-            ("tokenize", "tokenizer"),
-            plan_train,
-            run_train,
-            lambda p: {"num_cpus": p["threads"], "num_gpus": 1 if p["device"] == "cuda" else 0},
-        ),
+        StageSpec("extract", "extract", (), plan_extract, run_extract),
+        StageSpec("langid", "langid", ("extract",), per_document_shard("langid", "extract"), run_langid),
+        StageSpec("line_dedup_hash", "line_dedup", ("langid",), plan_line_hash, run_line_hash),
+        StageSpec("line_dedup_find", "line_dedup", ("line_dedup_hash",), plan_line_find, run_line_find),
+        StageSpec("line_dedup", "line_dedup", ("langid", "line_dedup_find"), plan_line_dedup, run_line_dedup),
+        StageSpec("quality", "quality", ("line_dedup",), per_document_shard("quality", "line_dedup"), run_quality),
+        StageSpec("near_dedup_signatures", "near_dedup", ("quality",), plan_minhash, run_minhash),
+        StageSpec("near_dedup_pairs", "near_dedup", ("near_dedup_signatures",), plan_minhash_pairs, run_minhash_pairs),
+        StageSpec("near_dedup_clusters", "near_dedup", ("near_dedup_pairs",), plan_minhash_clusters,
+                  run_minhash_clusters),
+        StageSpec("near_dedup", "near_dedup", ("quality", "near_dedup_clusters"), plan_near_dedup, run_near_dedup),
+        StageSpec("tokenizer", "tokenizer", (CLEAN_DOCUMENTS,), plan_tokenizer, run_tokenizer,
+                  _threads("num_threads")),
+        StageSpec("tokenize", "tokenize", (CLEAN_DOCUMENTS, "tokenizer"), plan_tokenize, run_tokenize,
+                  _threads("num_threads"), lambda prefix: Path(prefix + ".idx")),
+        StageSpec("train", "train", ("tokenize", "tokenizer"), plan_train, run_train,
+                  lambda p: {"num_cpus": p["threads"], "num_gpus": 1 if p["device"] == "cuda" else 0}),
     ]
 }
 STAGE_ORDER = list(STAGES)
+# `--stages line_dedup` (and `make line_dedup`) runs every phase of the corpus-wide dedups.
+STAGE_GROUPS = {
+    "line_dedup": ["line_dedup_hash", "line_dedup_find", "line_dedup"],
+    "near_dedup": ["near_dedup_signatures", "near_dedup_pairs", "near_dedup_clusters", "near_dedup"],
+}
+
+
+def expand_stages(names: list[str]) -> list[str]:
+    """Stage names with groups expanded, in pipeline order; unknown names are a ConfigError."""
+    expanded = set()
+    for name in names:
+        if name in STAGE_GROUPS:
+            expanded.update(STAGE_GROUPS[name])
+        elif name in STAGES:
+            expanded.add(name)
+        else:
+            raise ConfigError(
+                f"unknown stage {name!r}; stages are {', '.join(STAGE_ORDER)} and the groups {', '.join(STAGE_GROUPS)}"
+            )
+    return sorted(expanded, key=STAGE_ORDER.index)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 import traceback
 from contextlib import contextmanager
@@ -22,7 +23,7 @@ import ray
 from manifests.schema import DONE, FAILED
 from manifests.store import read_manifest, write_manifest
 from pipeline.config import ConfigError, RunConfig
-from pipeline.registry import STAGE_ORDER, STAGES, ShardTask, StageSpec
+from pipeline.registry import STAGE_ORDER, STAGES, ShardTask, StageSpec, expand_stages
 
 log = logging.getLogger("pipeline")
 
@@ -68,7 +69,7 @@ def stage_hashes(config: RunConfig) -> dict[str, str]:
     hashes: dict[str, str] = {}
     for name in STAGE_ORDER:
         upstream = ",".join(hashes[n] for n in STAGES[name].needs)
-        hashes[name] = config.stage_hash(name, upstream)
+        hashes[name] = config.stage_hash(name, STAGES[name].section, upstream)
     return hashes
 
 
@@ -98,7 +99,7 @@ def _upstream_rows(config: RunConfig, spec: StageSpec, hashes: dict[str, str]) -
 
 def run_stage(config: RunConfig, name: str, hashes: dict[str, str]) -> list[dict]:
     spec = STAGES[name]
-    params = getattr(config.stages, name).model_dump()
+    params = getattr(config.stages, spec.section).model_dump()
     tasks = spec.plan(config, _upstream_rows(config, spec, hashes))
     previous = {r["shard"]: r for r in read_manifest(config.output_dir, name)}
     rows = {t.shard: previous[t.shard] for t in tasks if _is_finished(spec, previous.get(t.shard), t, hashes[name])}
@@ -135,10 +136,13 @@ def run_stage(config: RunConfig, name: str, hashes: dict[str, str]) -> list[dict
 
 
 def _remove_stale_temporaries(task: ShardTask) -> None:
-    """Temporary files a killed run left behind for this shard; outputs are written as `.NAME*.tmp*`."""
+    """Temporary files or folders a killed run left behind for this shard, named `.NAME*.tmp*`."""
     output = Path(task.output)
     for stale in output.parent.glob(f".{output.name}*.tmp*"):
-        stale.unlink(missing_ok=True)
+        if stale.is_dir():
+            shutil.rmtree(stale)
+        else:
+            stale.unlink(missing_ok=True)
 
 
 def _log_row(stage: str, row: dict, *, done: int, total: int, elapsed: float) -> None:
@@ -185,10 +189,7 @@ def ray_session(config: RunConfig):
 
 def run_pipeline(config: RunConfig, stages: list[str] | None = None) -> dict[str, list[dict]]:
     """Run `stages` (all, in order, by default); return each stage's manifest rows."""
-    stages = stages or STAGE_ORDER
-    unknown = [s for s in stages if s not in STAGES]
-    if unknown:
-        raise ConfigError(f"unknown stage {unknown[0]!r}; stages are {', '.join(STAGE_ORDER)}")
+    stages = expand_stages(stages) if stages else STAGE_ORDER
     hashes = stage_hashes(config)
     for name in stages:
         for need in STAGES[name].needs:
@@ -196,6 +197,6 @@ def run_pipeline(config: RunConfig, stages: list[str] | None = None) -> dict[str
                 _finished_rows(config, need, hashes, name)
     results = {}
     with ray_session(config):
-        for name in sorted(stages, key=STAGE_ORDER.index):
+        for name in stages:
             results[name] = run_stage(config, name, hashes)
     return results

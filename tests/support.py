@@ -14,6 +14,9 @@ LID_MODEL = SAMPLES / "models" / "lid.176.ftz"
 FAST_STAGES = {
     "extract": {"min_text_chars": 200, "timeout_s": 5.0},
     "langid": {"model": str(LID_MODEL), "languages": ["en"], "threshold": 0.5},
+    "line_dedup": {"partitions": 3, "min_text_chars": 200},
+    "quality": {"url_blocklist": str(SAMPLES / "assets" / "url_blocklist.txt")},
+    "near_dedup": {"partitions": 3},
     "tokenizer": {"vocab_size": 1000, "num_threads": 1},
     "tokenize": {"num_threads": 1},
     "train": {"preset": "tiny", "steps": 12, "seq_len": 64, "batch_size": 4, "warmup_steps": 3, "threads": 1},
@@ -30,10 +33,29 @@ def write_config(tmp_path: Path, *, warcs: list[str] | None = None, stages: dict
         if warcs is None or warc.name.removesuffix(".warc.gz") in warcs:
             shutil.copy(warc, inputs / warc.name)
     config = {
-        "run": {"output": str(tmp_path / "run")},
+        "run": {"output": str(tmp_path / "run"), "keep_dropped": True},
         "inputs": {"common_crawl": [str(inputs / "*.warc.gz")]},
         "stages": {name: {**FAST_STAGES[name], **(stages or {}).get(name, {})} for name in FAST_STAGES},
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def write_warc(path: Path, pages: list[tuple[str, str]]) -> Path:
+    """A gzipped WARC of HTTP 200 HTML responses, one per (url, html) page."""
+    from io import BytesIO
+
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    with open(path, "wb") as out:
+        writer = WARCWriter(out, gzip=True)
+        for url, html in pages:
+            body = html.encode("utf-8")
+            headers = StatusAndHeaders(
+                "200 OK", [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body)))],
+                protocol="HTTP/1.1",
+            )
+            writer.write_record(writer.create_warc_record(url, "response", payload=BytesIO(body), http_headers=headers))
     return path

@@ -6,7 +6,9 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
+from html import escape
 from pathlib import Path
 
 import duckdb
@@ -18,7 +20,9 @@ from manifests.store import manifest_path, read_manifest
 from pipeline.config import load_config
 from pipeline.registry import STAGE_ORDER
 from pipeline.runner import run_pipeline
-from tests.support import ROOT, WARCS, write_config
+from stages.documents import read_documents
+from stages.extract import extract_warc
+from tests.support import ROOT, WARCS, write_config, write_warc
 from trainer.indexed_dataset import IndexedDataset
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
@@ -49,10 +53,10 @@ def test_every_stage_records_balanced_rows(finished_run):
 
 
 def test_token_shards_are_megatron_files_of_the_kept_documents(finished_run):
-    langid = {r["shard"]: r for r in read_manifest(finished_run.output_dir, "langid")}
+    clean = {r["shard"]: r for r in read_manifest(finished_run.output_dir, "near_dedup")}
     for row in read_manifest(finished_run.output_dir, "tokenize"):
         dataset = IndexedDataset(row["output"])
-        assert len(dataset) == row["docs_out"] == langid[row["shard"]]["docs_out"]
+        assert len(dataset) == row["docs_out"] == clean[row["shard"]]["docs_out"]
         assert dataset.num_tokens == row["tokens"]
         if len(dataset):
             assert dataset[0][0] == 1 and dataset[0][-1] == 2  # BOS ... EOS
@@ -103,7 +107,7 @@ def test_changed_parameters_rerun_only_that_stage_and_downstream(finished_run, t
     langid = read_manifest(finished_run.output_dir, "langid")
     assert all(r["dropped"].get("low_language_score", 0) >= 0 for r in langid)
     with pytest.raises(Exception, match="needs the finished output of stage 'langid'"):
-        run_pipeline(finished_run, ["tokenizer"])  # the old langid output is gone; the old config must rerun it
+        run_pipeline(finished_run, ["line_dedup_hash"])  # langid's output is the changed config's now
     run_pipeline(finished_run, ["langid"])
 
 
@@ -195,3 +199,34 @@ def test_failed_shard_is_recorded_and_only_it_is_retried(tmp_path, caplog):
     after = {r["shard"]: r for r in read_manifest(config.output_dir, "langid")}
     assert all(r["status"] == "done" for r in after.values())
     assert after["wget-2024-academic-1"]["finished_at"] == rows["wget-2024-academic-1"]["finished_at"]
+
+
+def _html(lines: list[str]) -> str:
+    return "<html><body><article>" + "".join(f"<p>{escape(line)}</p>" for line in lines) + "</article></body></html>"
+
+
+def test_duplicates_across_shards_are_removed_corpus_wide(tmp_path):
+    """Shard b repeats shard a's pages: some verbatim (line dedup's job), some re-wrapped so that no
+    line matches but the words do (MinHash's job). Only shard b loses documents."""
+    extract_warc(str(ROOT / "samples" / "warc" / "wget-2024-academic-0.warc.gz"), str(tmp_path / "real.parquet"))
+    texts = sorted((d["text"] for d in read_documents(tmp_path / "real.parquet")), key=len, reverse=True)[:6]
+    (tmp_path / "in").mkdir()
+    write_warc(tmp_path / "in" / "a.warc.gz", [(f"https://a.example/{i}", _html(t.split("\n"))) for i, t in enumerate(texts)])
+    copies = [t.split("\n") if i < 3 else textwrap.wrap(" ".join(t.split()), 70) for i, t in enumerate(texts)]
+    write_warc(tmp_path / "in" / "b.warc.gz", [(f"https://b.example/{i}", _html(c)) for i, c in enumerate(copies)])
+
+    config = load_config(
+        write_config(tmp_path, warcs=[], stages={"quality": {"c4": None}}),  # C4 drops lines without end punctuation
+        inputs={"common_crawl": [str(tmp_path / "in" / "*.warc.gz")]},
+    )
+    run_pipeline(config, ["extract", "langid", "line_dedup", "quality", "near_dedup"])
+
+    line = {r["shard"]: r for r in read_manifest(config.output_dir, "line_dedup")}
+    near = {r["shard"]: r for r in read_manifest(config.output_dir, "near_dedup")}
+    assert line["b"]["dropped"].get("too_short_after_line_dedup", 0) >= 3
+    assert not line["a"]["dropped"] and not near["a"]["dropped"]
+    assert near["b"]["dropped"].get("near_duplicate", 0) >= 1
+    dropped = list(read_documents(config.output_dir / "dropped" / "near_dedup" / "b.parquet"))
+    kept = {d["cluster_id"]: d for d in read_documents(config.output_dir / "near_dedup" / "a.parquet") if d["cluster_id"]}
+    assert dropped and all(d["drop_reason"] == "near_duplicate" and d["cluster_id"] in kept for d in dropped)
+    assert all(kept[d["cluster_id"]]["cluster_size"] >= 2 for d in dropped)
