@@ -30,7 +30,11 @@ $(STAGES): setup
 inspect: setup
 	$(PY) -m pipeline inspect $(RUN) --shards
 
+# Each prints its figures beside the baseline it must beat, as ratios, in one run (see bench/README.md).
 bench: setup
+	$(PY) bench/minhash.py
+	$(PY) bench/near_dup_eval.py
+	$(PY) bench/line_dedup.py
 	$(PY) bench/extract_settings.py
 
 clean:

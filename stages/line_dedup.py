@@ -21,10 +21,11 @@ the lowest line index in the document. Every later occurrence is removed, so a l
 inside one document loses its later copies too (CCNet's `finalize_doc` does the same). The rule
 depends only on the corpus order, not on the number of partitions, on task scheduling or on which
 task finishes first: the output is the same for any `partitions` (tests/test_line_dedup.py). Note
-that CCNet's `mine.py` (the paper's setting, `deduplicate_two_pass`) removes *every* copy of a
-line that occurs twice, the first one included; this stage keeps the first copy, as CCNet's
-single-pass `deduplicate` does and as the brief asks. A first occurrence whose document a later
-stage drops takes the line out of the corpus altogether (the same holds for CCNet).
+that CCNet's `mine.py` (the paper's pipeline: `DuplicatesRemover` over hash files collected
+beforehand) removes *every* copy of a line that occurs twice, the first one included; this stage
+keeps the first copy, as CCNet's single-pass `dedup.deduplicate` does and as the GUIDE states.
+A first occurrence whose document a later stage drops takes the line out of the corpus
+altogether (so does CCNet).
 
 Normalisation (`normalise_line`): lower-case (`str.lower`); accents stripped (NFD, combining marks
 of category Mn removed, as CCNet's `strip_accents`); every Unicode decimal digit (category Nd, as

@@ -3,7 +3,6 @@ and within shards, the keep rule, partition independence, short documents, accou
 brute-force reference and byte-identical re-runs (no Ray)."""
 
 import hashlib
-import random
 import re
 import unicodedata
 from pathlib import Path
@@ -374,6 +373,16 @@ def test_empty_partitions_audit_off_and_a_failed_write(shards, result, tmp_path)
             raise RuntimeError("killed")
     assert len(list(out.glob("part-*.npy"))) == 500
     assert sorted(p.name for p in tmp_path.iterdir()) == ["h", "o.parquet"]
+
+
+def test_empty_shards(shards, tmp_path):
+    empty = tmp_path / "empty.parquet"
+    write_documents(empty, [], SCHEMA)
+    run = run_dedup([empty, shards[1], empty], tmp_path / "run", partitions=2)
+    alone = run_dedup([shards[1]], tmp_path / "alone", partitions=2)
+    assert run["outputs"][1].read_bytes() == alone["outputs"][0].read_bytes()
+    assert [s.docs_in for s in run["removed"]] == [0, alone["removed"][0].docs_in, 0]
+    assert [list(read_documents(run["outputs"][i])) for i in (0, 2)] == [[], []]
 
 
 def test_wrong_wiring_fails(shards, result, tmp_path):
