@@ -101,13 +101,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
-import shutil
 import sys
 import unicodedata
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from itertools import compress
 from operator import methodcaller
 from pathlib import Path
@@ -116,7 +112,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from stages.accounting import ShardStats
-from stages.documents import DroppedDocuments, read_document_batches, write_documents
+from stages.documents import DroppedDocuments, atomic_dir, read_document_batches, write_documents
 
 HASH_DTYPE = np.dtype([("hash", "<u8"), ("doc", "<u4"), ("line", "<u4")])
 DUPLICATE_DTYPE = np.dtype([("doc", "<u4"), ("line", "<u4"), ("hash", "<u8")])
@@ -264,30 +260,6 @@ def _partition_starts(partitions: int) -> np.ndarray:
 # Files
 
 
-@contextmanager
-def _atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary directory beside `path`; move it to `path` (replacing a stale one) only
-    if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
-    try:
-        yield tmp
-        if path.exists() or path.is_symlink():
-            stale = path.with_name(f".{path.name}.stale-{uuid.uuid4().hex[:8]}")
-            os.replace(path, stale)
-            os.replace(tmp, path)
-            if stale.is_dir() and not stale.is_symlink():
-                shutil.rmtree(stale)
-            else:
-                stale.unlink()
-        else:
-            os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def _save(path: Path, array: np.ndarray) -> int:
     with open(path, "wb") as f:  # a file object, so numpy adds no suffix
         np.save(f, array, allow_pickle=False)
@@ -366,7 +338,7 @@ def hash_lines(input_path: str, output_dir: str, *, shard_index: int, partitions
     # partitions are hash ranges, so each is a contiguous slice.
     entries = entries[np.argsort(entries["hash"], kind="stable")]
     bounds = [*np.searchsorted(entries["hash"], _partition_starts(partitions)).tolist(), entries.size]
-    with _atomic_dir(output_dir) as tmp:
+    with atomic_dir(output_dir) as tmp:
         for p in range(partitions):
             stats.bytes_out += _save(tmp / partition_file(p), entries[bounds[p] : bounds[p + 1]])
         stats.bytes_out += _save_meta(
@@ -434,7 +406,7 @@ def find_duplicate_lines(hash_files: list[str], output_dir: str, *, partition: i
     # Pass 2, in shard order: the first occurrence of a repeated hash claims it; all else is a duplicate.
     claimed = np.zeros(repeated.size, dtype=bool)
     found = 0
-    with _atomic_dir(output_dir) as tmp:
+    with atomic_dir(output_dir) as tmp:
         for shard, path in enumerate(hash_files):
             entries = _load(path, HASH_DTYPE)
             slot = np.searchsorted(repeated, entries["hash"])

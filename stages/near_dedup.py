@@ -86,7 +86,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from stages.accounting import ShardStats
-from stages.documents import DroppedDocuments, atomic_path, read_document_batches, schema_with, write_documents
+from stages.documents import DroppedDocuments, atomic_dir, atomic_path, read_document_batches, schema_with, write_documents
 
 DEFAULT_NUM_PERM = 112
 DEFAULT_BANDS = 14
@@ -629,17 +629,15 @@ def cluster_duplicates(pair_files: list[str], output_dir: str, *, num_shards: in
     if nodes.size and shards.max() >= num_shards:
         raise ValueError(f"edges name shard {int(shards.max())} but there are {num_shards} shards")
     bounds = np.searchsorted(shards, np.arange(num_shards + 1))
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for shard in range(num_shards):
-        lo, hi = bounds[shard], bounds[shard + 1]
-        records = np.empty(hi - lo, dtype=CLUSTER_DTYPE)
-        records["doc"], records["cluster_id"] = docs[lo:hi], nodes[root[lo:hi]]
-        records["cluster_size"], records["keep"] = sizes[lo:hi], keep[lo:hi]
-        with atomic_path(out / f"shard-{shard:05d}.npy") as tmp:
-            with open(tmp, "wb") as f:
+    with atomic_dir(output_dir) as out:
+        for shard in range(num_shards):
+            lo, hi = bounds[shard], bounds[shard + 1]
+            records = np.empty(hi - lo, dtype=CLUSTER_DTYPE)
+            records["doc"], records["cluster_id"] = docs[lo:hi], nodes[root[lo:hi]]
+            records["cluster_size"], records["keep"] = sizes[lo:hi], keep[lo:hi]
+            with open(out / f"shard-{shard:05d}.npy", "wb") as f:
                 np.save(f, records)
-            stats.bytes_out += tmp.stat().st_size
+                stats.bytes_out += f.tell()
     stats.counters["clusters"] = int(keep.sum())
     stats.counters["duplicates"] = int(nodes.size - keep.sum())
     stats.counters["largest_cluster"] = int(sizes.max()) if sizes.size else 0

@@ -1,8 +1,7 @@
-import pyarrow as pa
 import pytest
 
 from stages.accounting import AccountingError, ShardStats
-from stages.documents import WEB_DOCUMENT_SCHEMA, DroppedDocuments, ShardWriter, read_documents
+from stages.documents import WEB_DOCUMENT_SCHEMA, DroppedDocuments, ShardWriter, atomic_dir, read_documents
 
 DOC = {"id": "a", "source": "common_crawl", "url": "http://x", "warc_record_id": None, "date": None, "text": "hi"}
 
@@ -35,3 +34,18 @@ def test_accounting_refuses_lost_documents():
         stats.check()
     stats.drop("b")
     assert stats.check() is stats
+
+
+def test_directory_replaced_whole_or_not_at_all(tmp_path):
+    out = tmp_path / "parts"
+    with atomic_dir(out) as tmp:
+        (tmp / "a").write_text("first")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(out) as tmp:
+            (tmp / "a").write_text("half")
+            raise RuntimeError("killed")
+    assert (out / "a").read_text() == "first"
+    with atomic_dir(out) as tmp:
+        (tmp / "b").write_text("second")
+    assert sorted(p.name for p in out.iterdir()) == ["b"]
+    assert [p.name for p in tmp_path.iterdir()] == ["parts"], "no temporaries left"
