@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 CONFIG ?= configs/demo.yaml
 RUN    ?= runs/demo
-STAGES := extract langid line_dedup quality near_dedup tokenizer tokenize train
+STAGES := extract wikipedia langid line_dedup quality near_dedup tokenizer tokenize train
 
 .PHONY: setup demo test inspect bench clean $(STAGES)
 

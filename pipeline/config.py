@@ -15,6 +15,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from stages.wikipedia import LLAMA_LANGUAGES
+
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 PositiveInt = Annotated[int, Field(gt=0)]
 
@@ -45,6 +47,11 @@ class ExtractParams(Section):
     min_text_chars: PositiveInt = 200
     max_html_bytes: PositiveInt = 5_000_000
     timeout_s: Annotated[float, Field(gt=0)] = 5.0
+
+
+class WikipediaParams(Section):
+    languages: list[str] = Field(default=LLAMA_LANGUAGES, min_length=1)
+    min_text_chars: PositiveInt = 200
 
 
 class LangidParams(Section):
@@ -141,6 +148,7 @@ class TrainParams(Section):
 
 class StagesSection(Section):
     extract: ExtractParams = ExtractParams()
+    wikipedia: WikipediaParams = WikipediaParams()
     langid: LangidParams = LangidParams()
     line_dedup: LineDedupParams = LineDedupParams()
     quality: QualityParams = QualityParams()
@@ -154,11 +162,12 @@ class InputsSection(Section):
     """Each source's input files, as paths or globs (`**` recurses)."""
 
     common_crawl: list[str] = Field(min_length=1, description="WARC files, gzipped or plain")
+    wikipedia: list[str] | None = Field(default=None, description="pages-articles XML dumps, bz2 or plain")
 
     @field_validator("*")
     @classmethod
-    def _patterns_match(cls, patterns: list[str]) -> list[str]:
-        for pattern in patterns:
+    def _patterns_match(cls, patterns: list[str] | None) -> list[str] | None:
+        for pattern in patterns or []:
             if not glob.glob(pattern, recursive=True):
                 raise ValueError(f"no file matches {pattern!r}")
         return patterns
@@ -171,7 +180,7 @@ class RunConfig(Section):
 
     def input_files(self, source: str) -> list[str]:
         """The source's files, absolute, sorted and de-duplicated so shard numbering is stable."""
-        patterns = getattr(self.inputs, source)
+        patterns = getattr(self.inputs, source) or []
         files = {str(Path(p).resolve()) for pattern in patterns for p in glob.glob(pattern, recursive=True)}
         return sorted(f for f in files if Path(f).is_file())
 

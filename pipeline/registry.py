@@ -41,11 +41,19 @@ class StageSpec:
     completion_marker: Callable[[str], Path] = Path
 
 
-def _shard_name(path: str) -> str:
-    name = Path(path).name
-    for suffix in (".gz", ".warc"):
-        name = name.removesuffix(suffix)
-    return name
+def _named_inputs(config: RunConfig, source: str, suffixes: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(shard name, path) of a source's input files; names are file names without `suffixes`."""
+    files = config.input_files(source)
+    names = []
+    for path in files:
+        name = Path(path).name
+        for suffix in suffixes:
+            name = name.removesuffix(suffix)
+        names.append(name)
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    if clashes:
+        raise ConfigError(f"inputs.{source}: several files are named {clashes[0]!r}; shard names must be unique")
+    return list(zip(names, files))
 
 
 def _dropped_path(config: RunConfig, stage: str, shard: str) -> str | None:
@@ -53,13 +61,19 @@ def _dropped_path(config: RunConfig, stage: str, shard: str) -> str | None:
 
 
 def plan_extract(config: RunConfig, _: Upstream) -> list[ShardTask]:
-    files = config.input_files("common_crawl")
-    names = [_shard_name(f) for f in files]
-    clashes = sorted({n for n in names if names.count(n) > 1})
-    if clashes:
-        raise ConfigError(f"inputs.common_crawl: several files are named {clashes[0]!r}; shard names must be unique")
     out = config.output_dir / "extract"
-    return [ShardTask(name, [f], str(out / f"{name}.parquet"), i) for i, (name, f) in enumerate(zip(names, files))]
+    return [
+        ShardTask(name, [f], str(out / f"{name}.parquet"), i)
+        for i, (name, f) in enumerate(_named_inputs(config, "common_crawl", (".gz", ".warc")))
+    ]
+
+
+def plan_wikipedia(config: RunConfig, _: Upstream) -> list[ShardTask]:
+    out = config.output_dir / "wikipedia"
+    return [
+        ShardTask(name, [f], str(out / f"{name}.parquet"), i, _dropped_path(config, "wikipedia", name))
+        for i, (name, f) in enumerate(_named_inputs(config, "wikipedia", (".bz2", ".xml")))
+    ]
 
 
 def per_document_shard(stage: str, upstream: str) -> Callable[[RunConfig, Upstream], list[ShardTask]]:
@@ -163,6 +177,14 @@ def run_extract(task: ShardTask, params: dict) -> ShardStats:
     return extract_warc(task.inputs[0], task.output, **params)
 
 
+def run_wikipedia(task: ShardTask, params: dict) -> ShardStats:
+    from stages.wikipedia import extract_wikipedia
+
+    output = Path(task.output)
+    references = output.parent / "references" / output.name
+    return extract_wikipedia(task.inputs[0], task.output, str(references), dropped_path=task.dropped, **params)
+
+
 def run_langid(task: ShardTask, params: dict) -> ShardStats:
     from stages.langid import identify_languages
 
@@ -260,6 +282,7 @@ STAGES: dict[str, StageSpec] = {
     spec.name: spec
     for spec in [
         StageSpec("extract", "extract", (), plan_extract, run_extract),
+        StageSpec("wikipedia", "wikipedia", (), plan_wikipedia, run_wikipedia),
         StageSpec("langid", "langid", ("extract",), per_document_shard("langid", "extract"), run_langid),
         StageSpec("line_dedup_hash", "line_dedup", ("langid",), plan_line_hash, run_line_hash),
         StageSpec("line_dedup_find", "line_dedup", ("line_dedup_hash",), plan_line_find, run_line_find),

@@ -101,6 +101,9 @@ def run_stage(config: RunConfig, name: str, hashes: dict[str, str]) -> list[dict
     spec = STAGES[name]
     params = getattr(config.stages, spec.section).model_dump()
     tasks = spec.plan(config, _upstream_rows(config, spec, hashes))
+    if not tasks:
+        log.info("[%s] no inputs configured; nothing to do", name)
+        return []
     previous = {r["shard"]: r for r in read_manifest(config.output_dir, name)}
     rows = {t.shard: previous[t.shard] for t in tasks if _is_finished(spec, previous.get(t.shard), t, hashes[name])}
     todo = [t for t in tasks if t.shard not in rows]

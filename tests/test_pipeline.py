@@ -32,7 +32,8 @@ SMALL = ["wget-2024-academic-0", "wget-2024-academic-1", "cc-main-2024-22-whirlw
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("full")
-    config = load_config(write_config(tmp_path, warcs=SMALL))
+    wikipedia = str(ROOT / "samples" / "wikipedia" / "enwiki-table-markup.xml.bz2")
+    config = load_config(write_config(tmp_path, warcs=SMALL), inputs={"wikipedia": [wikipedia]})
     run_pipeline(config)
     return config
 
@@ -230,3 +231,19 @@ def test_duplicates_across_shards_are_removed_corpus_wide(tmp_path):
     kept = {d["cluster_id"]: d for d in read_documents(config.output_dir / "near_dedup" / "a.parquet") if d["cluster_id"]}
     assert dropped and all(d["drop_reason"] == "near_duplicate" and d["cluster_id"] in kept for d in dropped)
     assert all(kept[d["cluster_id"]]["cluster_size"] >= 2 for d in dropped)
+
+
+def test_wikipedia_dumps_run_as_their_own_stage(tmp_path):
+    dumps = ROOT / "samples" / "wikipedia"
+    config = load_config(
+        write_config(tmp_path, warcs=["cc-main-2024-22-whirlwind"]),
+        inputs={"wikipedia": [str(dumps / "bgwiki-*.bz2"), str(dumps / "enwiki-table-markup.xml.bz2")]},
+    )
+    run_pipeline(config, ["wikipedia"])
+    rows = {r["shard"]: r for r in read_manifest(config.output_dir, "wikipedia")}
+    assert set(rows) == {"bgwiki-latest-pages-articles-shortened", "enwiki-table-markup"}
+    assert rows["bgwiki-latest-pages-articles-shortened"]["dropped"] == {"namespace_4": 2}
+    articles = list(read_documents(rows["enwiki-table-markup"]["output"]))
+    assert len(articles) == rows["enwiki-table-markup"]["docs_out"] > 0
+    assert all(d["source"] == "wikipedia" and "{|" not in d["text"] for d in articles)
+    assert (config.output_dir / "wikipedia" / "references" / "enwiki-table-markup.parquet").is_file()
