@@ -170,14 +170,10 @@ def _check_resources(stage: str, resources: dict) -> None:
             )
 
 
-def resolve_ray_address(config: RunConfig) -> str:
-    return config.run.ray_address or os.environ.get("RAY_ADDRESS") or "local"
-
-
 @contextmanager
 def ray_session(config: RunConfig):
     """Connect to the configured cluster, or start an embedded one for the run's duration."""
-    address = resolve_ray_address(config)
+    address = config.run.ray_address or os.environ.get("RAY_ADDRESS") or "local"
     if ray.is_initialized():
         yield
         return
