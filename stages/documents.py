@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from stages.accounting import ShardStats
 
 ROWS_PER_BATCH = 1024
 
@@ -167,3 +169,33 @@ WEB_DOCUMENT_SCHEMA = pa.schema(
         pa.field("text", pa.string(), nullable=False),
     ]
 )
+
+
+def filter_shard(
+    input_path: str | Path,
+    output_path: str | Path,
+    new_fields: list[pa.Field],
+    judge: Callable[[list[dict]], Iterable[tuple[dict, str | None]]],
+    *,
+    dropped_path: str | Path | None = None,
+    batch_size: int = ROWS_PER_BATCH,
+) -> ShardStats:
+    """The common shape of a per-document stage: `judge` sees a batch of documents and returns
+    each one, with its `new_fields` added, beside the reason to drop it (None to keep it)."""
+    stats = ShardStats()
+    schema = schema_with(pq.read_schema(input_path), *new_fields)
+
+    def kept(dropped: DroppedDocuments) -> Iterator[dict]:
+        for batch in read_document_batches(input_path, batch_size=batch_size):
+            stats.docs_in += len(batch)
+            for doc, reason in judge(batch):
+                if reason:
+                    stats.drop(reason)
+                    dropped.add(doc, reason)
+                else:
+                    stats.docs_out += 1
+                    yield doc
+
+    with DroppedDocuments(dropped_path, schema) as dropped:
+        stats.bytes_out = write_documents(output_path, kept(dropped), schema)
+    return stats.check()

@@ -9,11 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from classifiers.langid import load_identifier
 from stages.accounting import ShardStats
-from stages.documents import DroppedDocuments, read_document_batches, schema_with, write_documents
+from stages.documents import filter_shard
 
 
 def identify_languages(
@@ -27,23 +26,14 @@ def identify_languages(
 ) -> ShardStats:
     identifier = load_identifier(model)
     keep = set(languages)
-    stats = ShardStats()
-    in_schema = pq.read_schema(input_path)
-    out_schema = schema_with(in_schema, pa.field("language", pa.string()), pa.field("language_score", pa.float32()))
 
-    def kept(dropped: DroppedDocuments) -> Iterator[dict]:
-        for batch in read_document_batches(input_path):
-            stats.docs_in += len(batch)
-            for doc, (language, score) in zip(batch, identifier.predict([d["text"] for d in batch])):
-                labelled = {**doc, "language": language, "language_score": score}
-                reason = "low_language_score" if score < threshold else None if language in keep else f"language:{language}"
-                if reason:
-                    stats.drop(reason)
-                    dropped.add(labelled, reason)
-                else:
-                    stats.docs_out += 1
-                    yield labelled
+    def judge(batch: list[dict]) -> Iterator[tuple[dict, str | None]]:
+        for doc, (language, score) in zip(batch, identifier.predict([d["text"] for d in batch])):
+            labelled = {**doc, "language": language, "language_score": score}
+            if score < threshold:
+                yield labelled, "low_language_score"
+            else:
+                yield labelled, None if language in keep else f"language:{language}"
 
-    with DroppedDocuments(dropped_path, out_schema) as dropped:
-        stats.bytes_out = write_documents(output_path, kept(dropped), out_schema)
-    return stats.check()
+    fields = [pa.field("language", pa.string()), pa.field("language_score", pa.float32())]
+    return filter_shard(input_path, output_path, fields, judge, dropped_path=dropped_path)

@@ -76,9 +76,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import struct
 import sys
 import unicodedata
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +88,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from stages.accounting import ShardStats
-from stages.documents import DroppedDocuments, atomic_dir, atomic_path, read_document_batches, schema_with, write_documents
+from stages.documents import atomic_dir, atomic_path, filter_shard, read_document_batches
 
 DEFAULT_NUM_PERM = 112
 DEFAULT_BANDS = 14
@@ -662,31 +664,23 @@ def remove_near_duplicates(
     document is in no cluster. Dropped documents carry the same two columns in the side output.
     Counter: clusters_kept (documents kept as their cluster's representative)."""
     clusters = np.load(cluster_file)
-    in_schema = pq.read_schema(input_path)
     num_docs = pq.ParquetFile(input_path).metadata.num_rows
     if clusters.size and int(clusters["doc"].max()) >= num_docs:
         raise ValueError(f"{cluster_file} names row {int(clusters['doc'].max())} but {input_path} has {num_docs} rows")
-    out_schema = schema_with(in_schema, pa.field("cluster_id", pa.string()), pa.field("cluster_size", pa.int32()))
     members = {
         int(r["doc"]): (cluster_label(r["cluster_id"]), int(r["cluster_size"]), bool(r["keep"])) for r in clusters
     }
-    stats = ShardStats()
+    rows = itertools.count()
+    representatives = 0
 
-    def kept(dropped: DroppedDocuments):
-        for batch in read_document_batches(input_path):
-            for doc in batch:
-                cluster_id, cluster_size, keep = members.get(stats.docs_in, (None, None, True))
-                stats.docs_in += 1
-                labelled = {**doc, "cluster_id": cluster_id, "cluster_size": cluster_size}
-                if keep:
-                    stats.docs_out += 1
-                    if cluster_id is not None:
-                        stats.counters["clusters_kept"] += 1
-                    yield labelled
-                else:
-                    stats.drop(DROP_REASON)
-                    dropped.add(labelled, DROP_REASON)
+    def judge(batch: list[dict]) -> Iterator[tuple[dict, str | None]]:
+        nonlocal representatives
+        for doc in batch:
+            cluster_id, cluster_size, keep = members.get(next(rows), (None, None, True))
+            representatives += keep and cluster_id is not None
+            yield {**doc, "cluster_id": cluster_id, "cluster_size": cluster_size}, None if keep else DROP_REASON
 
-    with DroppedDocuments(dropped_path, out_schema) as dropped:
-        stats.bytes_out = write_documents(output_path, kept(dropped), out_schema)
-    return stats.check()
+    fields = [pa.field("cluster_id", pa.string()), pa.field("cluster_size", pa.int32())]
+    stats = filter_shard(input_path, output_path, fields, judge, dropped_path=dropped_path)
+    stats.counters["clusters_kept"] = representatives
+    return stats

@@ -20,11 +20,10 @@ import warnings
 from collections.abc import Iterator
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from classifiers.quality import DEFAULT_THRESHOLD, load_quality_model
 from stages.accounting import ShardStats
-from stages.documents import DroppedDocuments, atomic_path, read_document_batches, read_documents, schema_with, write_documents
+from stages.documents import atomic_path, filter_shard, read_documents
 from stages.wikipedia import normalize_url
 
 log = logging.getLogger(__name__)
@@ -174,22 +173,11 @@ def score_documents(
 ) -> ShardStats:
     """Add `quality_score` (p(reference), float32) to each document; keep those >= `threshold`."""
     classifier = load_quality_model(str(model))
-    stats = ShardStats()
-    out_schema = schema_with(pq.read_schema(input_path), pa.field("quality_score", pa.float32()))
 
-    def kept(dropped: DroppedDocuments) -> Iterator[dict]:
-        for batch in read_document_batches(input_path, batch_size=SCORE_BATCH):
-            stats.docs_in += len(batch)
-            scores = classifier.predict_proba([d["text"] or "" for d in batch])
-            for doc, score in zip(batch, scores):
-                scored = {**doc, "quality_score": float(score)}
-                if score < threshold:
-                    stats.drop(DROP_REASON)
-                    dropped.add(scored, DROP_REASON)
-                else:
-                    stats.docs_out += 1
-                    yield scored
+    def judge(batch: list[dict]) -> Iterator[tuple[dict, str | None]]:
+        scores = classifier.predict_proba([d["text"] or "" for d in batch])
+        for doc, score in zip(batch, scores):
+            yield {**doc, "quality_score": float(score)}, DROP_REASON if score < threshold else None
 
-    with DroppedDocuments(dropped_path, out_schema) as dropped:
-        stats.bytes_out = write_documents(output_path, kept(dropped), out_schema)
-    return stats.check()
+    fields = [pa.field("quality_score", pa.float32())]
+    return filter_shard(input_path, output_path, fields, judge, dropped_path=dropped_path, batch_size=SCORE_BATCH)
