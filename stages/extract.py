@@ -67,6 +67,7 @@ import hashlib
 import re
 import signal
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -95,6 +96,7 @@ WARC_DAMAGE = (
     ArchiveLoadFailed, StatusAndHeadersParserException, EOFError, zlib.error, ValueError, AttributeError
 )
 MAX_REPLACED_SHARE = 0.01
+PROGRESS_EVERY_S = 30.0
 CHARSET_SNIFF_BYTES = 4096
 
 # Browsers decode these labels as the superset encoding; pages declaring the subset rely on it.
@@ -162,7 +164,7 @@ def extract_warc(
         include_comments=include_comments,
         include_tables=include_tables,
     )
-    pages = read_html_pages(warc_path, stats, max_html_bytes)
+    pages = _reporting_progress(read_html_pages(warc_path, stats, max_html_bytes), stats, Path(warc_path).name)
     id_prefix = f"{source}\0{Path(warc_path).name}\0"
     documents = (
         {
@@ -177,6 +179,21 @@ def extract_warc(
     )
     stats.bytes_out = write_documents(output_path, documents, WEB_DOCUMENT_SCHEMA)
     return stats.check()
+
+
+def _reporting_progress(pages: Iterator[HtmlPage], stats: ShardStats, name: str) -> Iterator[HtmlPage]:
+    """Pass `pages` through, printing the shard's counts every PROGRESS_EVERY_S seconds: a Common
+    Crawl WARC takes minutes, and the driver otherwise hears nothing until the shard is done."""
+    started = last = time.monotonic()
+    for page in pages:
+        yield page
+        if time.monotonic() - last >= PROGRESS_EVERY_S:
+            last = time.monotonic()
+            print(
+                f"extract {name}: {stats.docs_in:,} records read, {stats.docs_out:,} documents "
+                f"({last - started:,.0f}s)",
+                flush=True,
+            )
 
 
 def _page_texts(

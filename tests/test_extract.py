@@ -303,3 +303,14 @@ def test_pathological_page_times_out(tmp_path):
     assert time.monotonic() - start < 2.5  # the huge page alone takes several seconds
     assert dict(stats.dropped) == {"extraction_timeout": 1}
     assert len(docs) == 1
+
+
+def test_long_shards_report_progress(tmp_path, monkeypatch, capsys):
+    import stages.extract
+
+    monkeypatch.setattr(stages.extract, "PROGRESS_EVERY_S", 0.0)
+    stats = extract_warc(str(SAMPLES / "wget-2024-academic-1.warc.gz"), str(tmp_path / "out.parquet"))
+    lines = capsys.readouterr().out.splitlines()
+    assert lines and all(line.startswith("extract wget-2024-academic-1.warc.gz: ") for line in lines)
+    records = [int(re.search(r": ([\d,]+) records", line).group(1).replace(",", "")) for line in lines]
+    assert records == sorted(records) and records[-1] <= stats.docs_in
