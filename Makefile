@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 CONFIG ?= configs/demo.yaml
 RUN    ?= runs/demo
-STAGES := extract wikipedia langid line_dedup quality near_dedup tokenizer tokenize train
+STAGES := extract wikipedia langid line_dedup quality near_dedup quality_model quality_classifier tokenizer tokenize train
 
 .PHONY: setup demo test inspect bench clean $(STAGES)
 
@@ -36,6 +36,7 @@ bench: setup
 	$(PY) bench/near_dup_eval.py
 	$(PY) bench/line_dedup.py
 	$(PY) bench/extract_settings.py
+	$(PY) bench/quality_filter.py
 
 clean:
 	rm -rf runs

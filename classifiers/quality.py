@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
+import subprocess
+import sys
 import tempfile
 import time
 from functools import lru_cache
@@ -38,18 +39,17 @@ THRESHOLD_REASON = (
 # cost is linear in the length, and the start of a page says most of what a linear bag-of-n-grams
 # model can learn about it. 1,000 words covers most pages whole (the median CC page is shorter).
 MAX_WORDS = 1000
-_WHITESPACE = re.compile(r"\s+")
 _NAN_MESSAGE = "Encountered NaN"
 
 
 def preprocess(text: str, max_words: int = MAX_WORDS) -> str:
-    """The text the classifier sees: lower-cased, every whitespace run (newlines included, which
-    fastText's predict() rejects) collapsed to one space, stripped, cut to the first `max_words`
-    words. Used both to write the training file and in `QualityModel.predict_proba`."""
-    words = _WHITESPACE.split(text.lower().strip())
-    if max_words and len(words) > max_words:
-        words = words[:max_words]
-    return " ".join(w for w in words if w)
+    """The text the classifier sees: the first `max_words` words (whitespace-separated), lower-cased,
+    joined by single spaces (fastText's predict() rejects newlines). Used both to write the training
+    file and in `QualityModel.predict_proba`. The split stops after `max_words`, so a huge page
+    costs no more than a page of `max_words` words."""
+    if not max_words:
+        return " ".join(text.split()).lower()
+    return " ".join(text.split(maxsplit=max_words)[:max_words]).lower()
 
 
 PREPROCESSING = {
@@ -125,20 +125,60 @@ def _split(texts: list[str], fraction: float, rng: np.random.Generator) -> tuple
     return train, held
 
 
-def _train_with_retries(train_file: str, params: dict, retries: int) -> tuple[fasttext.FastText._FastText, int, int]:
-    """fasttext-numpy2-wheel's train_supervised sporadically raises `RuntimeError: Encountered NaN`
-    (worse on tiny data). Retry: the first two attempts use the given seed (the failure is sporadic); later ones seed + attempt."""
-    last: RuntimeError | None = None
+# fastText 0.9.2 initialises only `thread`/10 of the input matrix (DenseMatrix::uniform cuts it into
+# ten blocks and starts one initialising thread per `thread`); the rest is whatever malloc returns.
+# Memory fresh from the kernel is zeros, but memory a process freed and malloc recycles is garbage:
+# trained repeatedly in one process, fastText sporadically diverges (`Encountered NaN`: measured, 45
+# of 90 trainings of nine small settings in one process) and its weights differ from run to run.
+# So each training runs in a fresh Python process whose malloc hands out zeroed memory (glibc:
+# MALLOC_PERTURB_=255 fills every allocation with 255 ^ 0xff = 0; MALLOC_MMAP_THRESHOLD_ keeps large
+# ones fresh from the kernel): 0 of the same 90 diverge, and a training is bit-reproducible. The
+# rows fastText leaves uninitialised start at zero, which training handles as it does the output
+# matrix (zero-initialised by design).
+FRESH_MEMORY_ENV = {"MALLOC_PERTURB_": "255", "MALLOC_MMAP_THRESHOLD_": "131072"}
+_CHILD = "import sys, classifiers.quality as q; q._train_child(sys.argv[1])"
+_NAN_EXIT = 3
+
+
+def _train_child(job_path: str) -> None:
+    """The child process of `_train_in_fresh_process`: train, optionally quantise, save."""
+    job = json.loads(Path(job_path).read_text())
+    try:
+        model = fasttext.train_supervised(input=job["train_file"], **job["params"])
+    except RuntimeError as error:
+        if _NAN_MESSAGE not in str(error):
+            raise
+        sys.exit(_NAN_EXIT)
+    if job["quantize"]:
+        model.save_model(job["unquantised_path"])
+        model.quantize(input=job["train_file"], qnorm=True, retrain=True, cutoff=job["cutoff"], thread=1, verbose=0)
+    model.save_model(job["model_path"])
+
+
+def _train_in_fresh_process(job: dict, tmp: str) -> bool:
+    """Run one training in a child process; False if it diverged (NaN)."""
+    job_path = os.path.join(tmp, "job.json")
+    Path(job_path).write_text(json.dumps(job))
+    done = subprocess.run([sys.executable, "-c", _CHILD, job_path], env={**os.environ, **FRESH_MEMORY_ENV},
+                          capture_output=True, text=True)
+    if done.returncode == _NAN_EXIT:
+        return False
+    if done.returncode != 0:
+        raise RuntimeError(f"fastText training failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+    return True
+
+
+def _train_with_retries(job: dict, tmp: str, retries: int) -> tuple[int, int]:
+    """Train; on divergence (NaN) retry with the next seed. Returns (attempts, seed used)."""
+    params = job["params"]
     for attempt in range(max(1, retries)):
-        seed = params["seed"] if attempt < 2 else params["seed"] + attempt
-        try:
-            model = fasttext.train_supervised(input=train_file, **{**params, "seed": seed})
-            return model, attempt + 1, seed
-        except RuntimeError as error:
-            if _NAN_MESSAGE not in str(error):
-                raise
-            last = error
-    raise RuntimeError(f"fastText training failed {max(1, retries)} times with NaN: {last}") from last
+        seed = params["seed"] + attempt
+        if _train_in_fresh_process({**job, "params": {**params, "seed": seed}}, tmp):
+            return attempt + 1, seed
+    raise RuntimeError(
+        f"fastText training failed {max(1, retries)} times with NaN (seeds {params['seed']}.."
+        f"{params['seed'] + max(1, retries) - 1}); lower `lr` or raise `min_count`"
+    )
 
 
 def train_quality_model(
@@ -164,9 +204,8 @@ def train_quality_model(
     model card at `<model_path>.json`; return the card.
 
     Each class is shuffled deterministically (numpy, `seed`) and `holdout_fraction` of it held out;
-    fastText trains with thread=1 and `seed`; the split and training file are reproducible, but
-    fasttext-numpy2-wheel 0.9.2's training is not bit-reproducible even so (measured: p(wiki) moves
-    by up to ~0.1 between identical runs), so keep the saved model and its card together. The model is
+    fastText trains with thread=1 and `seed`, in a fresh process (see FRESH_MEMORY_ENV), so the
+    same texts and settings give the same model, byte for byte. The model is
     kept small: `bucket` hashed n-gram rows of `dim` floats (200k x 64 = 51 MB unquantised), then,
     with `quantize`, product-quantised keeping the `cutoff` most important rows (a few MB; RedPajama's
     default settings with 2M buckets make 560 MB). Held-out metrics are measured with the saved model.
@@ -198,22 +237,19 @@ def train_quality_model(
         with open(train_file, "w", encoding="utf-8") as f:
             for label, text in examples:
                 f.write(f"{label} {preprocess(text)}\n")
-        model, attempts, seed_used = _train_with_retries(train_file, params, retries)
-        unquantised_bytes = None
-        if quantize:
-            raw = os.path.join(tmp, "raw.bin")
-            model.save_model(raw)
-            unquantised_bytes = os.path.getsize(raw)
-            model.quantize(input=train_file, qnorm=True, retrain=True, cutoff=cutoff, thread=1, verbose=0)
         with atomic_path(model_path) as tmp_model:
-            model.save_model(str(tmp_model))
+            job = {"train_file": train_file, "params": params, "quantize": quantize, "cutoff": cutoff,
+                   "unquantised_path": os.path.join(tmp, "unquantised.bin"), "model_path": str(tmp_model)}
+            attempts, seed_used = _train_with_retries(job, tmp, retries)
+        unquantised_bytes = os.path.getsize(job["unquantised_path"]) if quantize else None
+    model = fasttext.load_model(str(model_path))
     train_seconds = time.perf_counter() - started
 
     held_texts = pos_held + neg_held
     held_labels = np.array([True] * len(pos_held) + [False] * len(neg_held))
     scores = _positive_probability(model, held_texts)
     card = {
-        "model_path": str(model_path),
+        "model_file": model_path.name,
         "model_bytes": model_path.stat().st_size,
         "unquantised_model_bytes": unquantised_bytes,
         "quantized": quantize,
@@ -242,10 +278,14 @@ def train_quality_model(
         "training": {
             "attempts": attempts,
             "seconds": round(train_seconds, 3),
-            "reproducible": "split and training file yes; fastText weights no (this wheel varies between runs)",
+            "reproducible": "yes: thread=1, fixed seed, trained in a fresh process (classifiers.quality.FRESH_MEMORY_ENV)",
         },
         "heldout_metrics": binary_metrics(held_labels, scores, threshold),
-        "heldout_metrics_at_0.5": binary_metrics(held_labels, scores, 0.5),
+        "heldout_metrics_by_threshold": {
+            f"{t:.1f}": {k: m[k] for k in ("precision", "recall", "f1", "accuracy")}
+            for t in np.arange(1, 10) / 10
+            for m in [binary_metrics(held_labels, scores, t)]
+        },
     }
     card_path = Path(f"{model_path}.json")
     with atomic_path(card_path) as tmp_card:
@@ -284,6 +324,15 @@ class QualityModel:
 
 
 @lru_cache(maxsize=4)
-def load_quality_model(path: str) -> QualityModel:
-    """One loaded model per worker process, however many shards it scores."""
+def _load_cached(path: str, mtime_ns: int, size: int) -> QualityModel:
     return QualityModel(path)
+
+
+def load_quality_model(path: str) -> QualityModel:
+    """One loaded model per worker process, however many shards it scores; a model retrained at the
+    same path (a rerun in the same run directory, in a long-lived Ray worker) is loaded afresh."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return QualityModel(path)  # raises its clear error
+    return _load_cached(str(path), st.st_mtime_ns, st.st_size)

@@ -7,8 +7,6 @@ setting silently ignored. Relative paths are resolved against the current direct
 from __future__ import annotations
 
 import glob
-import hashlib
-import json
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -100,6 +98,47 @@ class QualityParams(Section):
         return [str(Path(p).resolve()) for p in value] if value else value
 
 
+class QualityClassifierParams(Section):
+    """The Wikipedia-reference classifier: trained by `quality_model`, applied by `quality_classifier`."""
+
+    enabled: bool = True
+    model: str | None = Field(
+        default=None,
+        description="a trained model (with its card beside it) to apply; null trains one from the run's "
+        "crawl and inputs.wikipedia",
+    )
+    threshold: Fraction = Field(default=0.25, description="keep p(reference) >= threshold (RedPajama's 0.25)")
+    languages: list[str] = Field(
+        default=["en"], min_length=1, description="Wikipedia languages whose articles may serve as fallback positives"
+    )
+    min_chars: PositiveInt = Field(default=1000, description="training pages shorter than this are not used")
+    max_examples: PositiveInt = Field(default=300_000, description="per class")
+    min_positives: PositiveInt = Field(
+        default=50, description="fewer cited crawl pages than this: fall back to Wikipedia articles as positives"
+    )
+    seed: int = 0
+    epoch: PositiveInt = 5
+    lr: Annotated[float, Field(gt=0)] = 0.1
+    word_ngrams: PositiveInt = 2
+    dim: PositiveInt = 64
+    bucket: PositiveInt = 200_000
+    min_count: PositiveInt = 1
+    holdout_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.2
+    quantize: bool = True
+    cutoff: PositiveInt = 100_000
+
+    @field_validator("model")
+    @classmethod
+    def _model_exists(cls, path: str | None) -> str | None:
+        if path is not None and not Path(path).is_file():
+            raise ValueError(f"quality model {path!r} not found; set null to train one in the run")
+        return str(Path(path).resolve()) if path else None
+
+    @property
+    def trains(self) -> bool:
+        return self.enabled and self.model is None
+
+
 class NearDedupParams(Section):
     num_perm: PositiveInt = 112
     bands: PositiveInt = 14
@@ -153,6 +192,7 @@ class StagesSection(Section):
     line_dedup: LineDedupParams = LineDedupParams()
     quality: QualityParams = QualityParams()
     near_dedup: NearDedupParams = NearDedupParams()
+    quality_classifier: QualityClassifierParams = QualityClassifierParams()
     tokenizer: TokenizerParams = TokenizerParams()
     tokenize: TokenizeParams = TokenizeParams()
     train: TrainParams = TrainParams()
@@ -178,6 +218,15 @@ class RunConfig(Section):
     inputs: InputsSection
     stages: StagesSection = StagesSection()
 
+    @model_validator(mode="after")
+    def _classifier_has_training_data(self) -> "RunConfig":
+        if self.stages.quality_classifier.trains and not self.inputs.wikipedia:
+            raise ValueError(
+                "stages.quality_classifier: training the classifier needs inputs.wikipedia (its reference URLs "
+                "and fallback positives); add a pages-articles dump, give a trained `model`, or set `enabled: false`"
+            )
+        return self
+
     def input_files(self, source: str) -> list[str]:
         """The source's files, absolute, sorted and de-duplicated so shard numbering is stable."""
         patterns = getattr(self.inputs, source) or []
@@ -187,12 +236,6 @@ class RunConfig(Section):
     @property
     def output_dir(self) -> Path:
         return Path(self.run.output).resolve()
-
-    def stage_hash(self, stage: str, section: str, upstream: str = "") -> str:
-        """A digest of everything that determines a stage's output, chained to its upstream stages."""
-        params = getattr(self.stages, section).model_dump()
-        payload = json.dumps({"stage": stage, "params": params, "upstream": upstream}, sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def _format_errors(error: ValidationError, path: str) -> str:

@@ -39,6 +39,16 @@ class StageSpec:
     resources: Callable[[dict], dict] = field(default=lambda params: {"num_cpus": 1})
     # The file whose presence means a shard's output is complete (the .idx of a .bin/.idx pair).
     completion_marker: Callable[[str], Path] = Path
+    # Whether the config asks for this stage at all (a source with inputs, a filter turned on). A
+    # disabled stage is skipped and gives the stages that need it no rows.
+    enabled: Callable[[RunConfig], bool] = lambda config: True
+    # The settings of its section that determine its output (all when None): the others may change
+    # without recomputing it (the quality threshold does not retrain the quality model).
+    settings: tuple[str, ...] | None = None
+
+    def params(self, config: RunConfig) -> dict:
+        params = getattr(config.stages, self.section).model_dump()
+        return params if self.settings is None else {k: params[k] for k in self.settings}
 
 
 def _named_inputs(config: RunConfig, source: str, suffixes: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -150,9 +160,40 @@ def plan_near_dedup(config: RunConfig, rows: Upstream) -> list[ShardTask]:
     ]
 
 
+def _references_of(articles: str) -> str:
+    """Where the wikipedia stage writes the reference URLs of an articles shard."""
+    return str(Path(articles).parent / "references" / Path(articles).name)
+
+
+def plan_quality_model(config: RunConfig, rows: Upstream) -> list[ShardTask]:
+    # Trained on line-deduplicated pages: cleaned as the pages it will score are, but not yet
+    # filtered, so the negatives are random crawl pages as in LLaMA.
+    crawl = [r["output"] for r in rows["line_dedup"]]
+    articles = [r["output"] for r in rows["wikipedia"]]
+    return [ShardTask("model", [*crawl, *articles], str(config.output_dir / "quality_model"))]
+
+
+def plan_quality_classifier(config: RunConfig, rows: Upstream) -> list[ShardTask]:
+    from stages.quality_classifier import MODEL_FILE
+
+    model = config.stages.quality_classifier.model or f"{rows['quality_model'][0]['output']}/{MODEL_FILE}"
+    out = config.output_dir / "quality_classifier"
+    return [
+        ShardTask(r["shard"], [r["output"], model], str(out / f"{r['shard']}.parquet"), i,
+                  _dropped_path(config, "quality_classifier", r["shard"]))
+        for i, r in enumerate(rows["near_dedup"])
+    ]
+
+
+def clean_documents(rows: Upstream) -> list[dict]:
+    """The rows of the last document stage the run has: what the tokenizer learns from and the
+    trainer reads."""
+    return next(rows[stage] for stage in CLEAN_DOCUMENT_STAGES if rows.get(stage))
+
+
 def plan_tokenizer(config: RunConfig, rows: Upstream) -> list[ShardTask]:
     model = config.output_dir / "tokenizer" / "tokenizer.model"
-    return [ShardTask("tokenizer", [r["output"] for r in rows[CLEAN_DOCUMENTS]], str(model))]
+    return [ShardTask("tokenizer", [r["output"] for r in clean_documents(rows)], str(model))]
 
 
 def plan_tokenize(config: RunConfig, rows: Upstream) -> list[ShardTask]:
@@ -160,7 +201,7 @@ def plan_tokenize(config: RunConfig, rows: Upstream) -> list[ShardTask]:
     out = config.output_dir / "tokens" / "common_crawl"
     return [
         ShardTask(r["shard"], [r["output"], tokenizer], str(out / r["shard"]), i)
-        for i, r in enumerate(rows[CLEAN_DOCUMENTS])
+        for i, r in enumerate(clean_documents(rows))
     ]
 
 
@@ -180,9 +221,8 @@ def run_extract(task: ShardTask, params: dict) -> ShardStats:
 def run_wikipedia(task: ShardTask, params: dict) -> ShardStats:
     from stages.wikipedia import extract_wikipedia
 
-    output = Path(task.output)
-    references = output.parent / "references" / output.name
-    return extract_wikipedia(task.inputs[0], task.output, str(references), dropped_path=task.dropped, **params)
+    return extract_wikipedia(task.inputs[0], task.output, _references_of(task.output), dropped_path=task.dropped,
+                             **params)
 
 
 def run_langid(task: ShardTask, params: dict) -> ShardStats:
@@ -251,6 +291,22 @@ def run_near_dedup(task: ShardTask, params: dict) -> ShardStats:
     return remove_near_duplicates(documents, clusters, task.output, dropped_path=task.dropped)
 
 
+def run_quality_model(task: ShardTask, params: dict) -> ShardStats:
+    from stages.quality_classifier import train_quality_classifier
+
+    articles = [p for p in task.inputs if Path(p).parent.name == "wikipedia"]
+    crawl = [p for p in task.inputs if p not in articles]
+    return train_quality_classifier(crawl, [_references_of(a) for a in articles], articles, task.output, **params)
+
+
+def run_quality_classifier(task: ShardTask, params: dict) -> ShardStats:
+    from stages.quality_classifier import score_documents
+
+    documents, model = task.inputs
+    return score_documents(documents, task.output, model=model, threshold=params["threshold"],
+                           dropped_path=task.dropped)
+
+
 def run_tokenizer(task: ShardTask, params: dict) -> ShardStats:
     from stages.tokenizer import train_tokenizer
 
@@ -275,14 +331,18 @@ def _threads(key: str) -> Callable[[dict], dict]:
     return lambda params: {"num_cpus": params[key]}
 
 
-# The last stage that writes documents: what the tokenizer learns from and the trainer reads.
-CLEAN_DOCUMENTS = "near_dedup"
+# The last document stages, last first: the first of them the run has enabled gives the clean documents.
+CLEAN_DOCUMENT_STAGES = ("quality_classifier", "near_dedup")
+
+QUALITY_MODEL_SETTINGS = ("languages", "min_chars", "max_examples", "min_positives", "seed", "epoch", "lr",
+                          "word_ngrams", "dim", "bucket", "min_count", "holdout_fraction", "quantize", "cutoff")
 
 STAGES: dict[str, StageSpec] = {
     spec.name: spec
     for spec in [
         StageSpec("extract", "extract", (), plan_extract, run_extract),
-        StageSpec("wikipedia", "wikipedia", (), plan_wikipedia, run_wikipedia),
+        StageSpec("wikipedia", "wikipedia", (), plan_wikipedia, run_wikipedia,
+                  enabled=lambda config: bool(config.inputs.wikipedia)),
         StageSpec("langid", "langid", ("extract",), per_document_shard("langid", "extract"), run_langid),
         StageSpec("line_dedup_hash", "line_dedup", ("langid",), plan_line_hash, run_line_hash),
         StageSpec("line_dedup_find", "line_dedup", ("line_dedup_hash",), plan_line_find, run_line_find),
@@ -293,9 +353,15 @@ STAGES: dict[str, StageSpec] = {
         StageSpec("near_dedup_clusters", "near_dedup", ("near_dedup_pairs",), plan_minhash_clusters,
                   run_minhash_clusters),
         StageSpec("near_dedup", "near_dedup", ("quality", "near_dedup_clusters"), plan_near_dedup, run_near_dedup),
-        StageSpec("tokenizer", "tokenizer", (CLEAN_DOCUMENTS,), plan_tokenizer, run_tokenizer,
+        StageSpec("quality_model", "quality_classifier", ("line_dedup", "wikipedia"), plan_quality_model,
+                  run_quality_model, enabled=lambda config: config.stages.quality_classifier.trains,
+                  settings=QUALITY_MODEL_SETTINGS),
+        StageSpec("quality_classifier", "quality_classifier", ("near_dedup", "quality_model"),
+                  plan_quality_classifier, run_quality_classifier,
+                  enabled=lambda config: config.stages.quality_classifier.enabled, settings=("threshold",)),
+        StageSpec("tokenizer", "tokenizer", CLEAN_DOCUMENT_STAGES, plan_tokenizer, run_tokenizer,
                   _threads("num_threads")),
-        StageSpec("tokenize", "tokenize", (CLEAN_DOCUMENTS, "tokenizer"), plan_tokenize, run_tokenize,
+        StageSpec("tokenize", "tokenize", (*CLEAN_DOCUMENT_STAGES, "tokenizer"), plan_tokenize, run_tokenize,
                   _threads("num_threads"), lambda prefix: Path(prefix + ".idx")),
         StageSpec("train", "train", ("tokenize", "tokenizer"), plan_train, run_train,
                   lambda p: {"num_cpus": p["threads"], "num_gpus": 1 if p["device"] == "cuda" else 0}),

@@ -8,6 +8,8 @@ a run killed at any moment resumes with only its unfinished shards.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import shutil
@@ -26,6 +28,7 @@ from pipeline.config import ConfigError, RunConfig
 from pipeline.registry import STAGE_ORDER, STAGES, ShardTask, StageSpec, expand_stages
 
 log = logging.getLogger("pipeline")
+DISABLED = "disabled"
 
 
 class StageFailed(RuntimeError):
@@ -65,11 +68,16 @@ def execute_shard(stage: str, task: ShardTask, params: dict, config_hash: str) -
 
 
 def stage_hashes(config: RunConfig) -> dict[str, str]:
-    """Each stage's config hash, chained through the stages it needs."""
+    """Each stage's config hash: a digest of the settings that determine its output, chained through
+    the stages it needs. A disabled stage's is `disabled`, whatever its settings."""
     hashes: dict[str, str] = {}
-    for name in STAGE_ORDER:
-        upstream = ",".join(hashes[n] for n in STAGES[name].needs)
-        hashes[name] = config.stage_hash(name, STAGES[name].section, upstream)
+    for name, spec in STAGES.items():
+        if not spec.enabled(config):
+            hashes[name] = DISABLED
+            continue
+        upstream = ",".join(hashes[n] for n in spec.needs)
+        payload = json.dumps({"stage": name, "params": spec.params(config), "upstream": upstream}, sort_keys=True)
+        hashes[name] = hashlib.sha256(payload.encode()).hexdigest()[:16]
     return hashes
 
 
@@ -84,6 +92,8 @@ def _is_finished(spec: StageSpec, row: dict | None, task: ShardTask, config_hash
 
 
 def _finished_rows(config: RunConfig, need: str, hashes: dict[str, str], wanted_by: str) -> list[dict]:
+    if hashes[need] == DISABLED:
+        return []
     rows = [r for r in read_manifest(config.output_dir, need) if r["config_hash"] == hashes[need]]
     if not rows or any(r["status"] != DONE for r in rows):
         raise ConfigError(
@@ -99,11 +109,8 @@ def _upstream_rows(config: RunConfig, spec: StageSpec, hashes: dict[str, str]) -
 
 def run_stage(config: RunConfig, name: str, hashes: dict[str, str]) -> list[dict]:
     spec = STAGES[name]
-    params = getattr(config.stages, spec.section).model_dump()
+    params = spec.params(config)
     tasks = spec.plan(config, _upstream_rows(config, spec, hashes))
-    if not tasks:
-        log.info("[%s] no inputs configured; nothing to do", name)
-        return []
     previous = {r["shard"]: r for r in read_manifest(config.output_dir, name)}
     rows = {t.shard: previous[t.shard] for t in tasks if _is_finished(spec, previous.get(t.shard), t, hashes[name])}
     todo = [t for t in tasks if t.shard not in rows]
@@ -190,6 +197,9 @@ def run_pipeline(config: RunConfig, stages: list[str] | None = None) -> dict[str
     """Run `stages` (all, in order, by default); return each stage's manifest rows."""
     stages = expand_stages(stages) if stages else STAGE_ORDER
     hashes = stage_hashes(config)
+    for name in [s for s in stages if hashes[s] == DISABLED]:
+        log.info("[%s] not asked for by this config (no inputs, or turned off); skipped", name)
+    stages = [s for s in stages if hashes[s] != DISABLED]
     for name in stages:
         for need in STAGES[name].needs:
             if need not in stages:

@@ -21,7 +21,8 @@ class ShardStats:
     counters: Counter = field(default_factory=Counter)
 
     def drop(self, reason: str, count: int = 1) -> None:
-        self.dropped[reason] += count
+        if count:
+            self.dropped[reason] += count
 
     def check(self) -> "ShardStats":
         if self.docs_in != self.docs_out + sum(self.dropped.values()):

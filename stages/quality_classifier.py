@@ -18,13 +18,15 @@ import hashlib
 import logging
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 
-from classifiers.quality import DEFAULT_THRESHOLD, load_quality_model
+from classifiers.quality import DEFAULT_THRESHOLD, load_quality_model, train_quality_model
 from stages.accounting import ShardStats
-from stages.documents import atomic_path, filter_shard, read_documents
-from stages.wikipedia import normalize_url
+from stages.documents import atomic_dir, atomic_path, filter_shard, read_documents
+from stages.wikipedia import normalize_url, original_url
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +54,9 @@ def _reference_urls(references_paths: list[str], kinds: set[str] | None = None) 
 
 
 def write_reference_url_list(references_paths: list[str], out_path: str, *, kinds: list[str] | None = None) -> int:
-    """Write the distinct reference URLs (one per normalised URL, as first written in the
-    article, sorted) to `out_path`, one per line; return how many.
+    """Write the distinct reference URLs (one per normalised URL: the cited page's own URL as first
+    written in an article, unwrapped from the Wayback Machine, sorted) to `out_path`, one per line;
+    return how many.
 
     This is the list to take to the Common Crawl URL index (CDX server, index.commoncrawl.org, or
     the columnar index on S3) to find the WARC records of the cited pages: look each URL up in a
@@ -63,12 +66,20 @@ def write_reference_url_list(references_paths: list[str], out_path: str, *, kind
     reference kinds (`ref`, `template`, `external_link`); all by default.
     """
     urls = _reference_urls(references_paths, set(kinds) if kinds else None)
-    lines = sorted(urls.values())
+    lines = sorted(original_url(url).replace("\n", " ") for url in urls.values())
     with atomic_path(out_path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
             for url in lines:
-                f.write(url.replace("\n", " ").strip() + "\n")
+                f.write(url + "\n")
     return len(lines)
+
+
+@dataclass
+class TrainingSet:
+    positives: list[str]
+    negatives: list[str]
+    info: dict  # where the data came from and how much of it, for the model card
+    stats: ShardStats  # every document read: used as an example, or dropped with its reason
 
 
 def build_training_set(
@@ -76,42 +87,48 @@ def build_training_set(
     references_paths: list[str],
     wikipedia_paths: list[str],
     *,
+    languages: list[str] | None = None,
     min_chars: int = 1000,
     max_examples: int = 300_000,
     seed: int = 0,
     min_positives: int = MIN_CITED_POSITIVES,
-) -> tuple[list[str], list[str], dict]:
-    """(positives, negatives, info) for `classifiers.quality.train_quality_model`.
+) -> TrainingSet:
+    """The positives and negatives for `classifiers.quality.train_quality_model`.
 
     Positives: crawl pages whose normalised URL is cited in the references shards, of at least
     `min_chars` characters, deduplicated by text. Negatives: other crawl pages of at least
     `min_chars` (the same length floor, so length alone does not give the class away), not cited,
     deduplicated, chosen by sha1(seed, id) order; as many as there are positives, at most
-    `max_examples` each. With fewer than `min_positives` cited pages, the positives are Wikipedia
-    article texts instead (`positive_source: "wikipedia_articles"`, with a warning), which teaches
-    "looks like Wikipedia" rather than "looks like a cited page".
+    `max_examples` each. With fewer than `min_positives` cited pages, Wikipedia articles (in
+    `languages`, all by default) join them as positives (`positive_source: "wikipedia_articles"`,
+    with a warning), which teaches "looks like Wikipedia" rather than "looks like a cited page".
+    Wikipedia is read only in that case.
     """
     cited = set(_reference_urls(references_paths))
+    stats = ShardStats()
     seen: set[bytes] = set()
-    cited_pages: list[tuple[str, str]] = []
-    other_pages: list[tuple[str, str]] = []
-    counts = {"crawl_documents": 0, "crawl_short": 0, "crawl_duplicate_text": 0, "crawl_cited": 0}
+    positive_pool: list[tuple[str, str]] = []
+    negative_pool: list[tuple[str, str]] = []
+
+    def admit(text: str) -> bool:
+        if len(text) < min_chars:
+            stats.drop("too_short")
+            return False
+        key = _text_key(text)
+        if key in seen:
+            stats.drop("duplicate_text")
+            return False
+        seen.add(key)
+        return True
+
     for path in crawl_paths:
         for doc in read_documents(path, columns=["id", "url", "text"]):
-            counts["crawl_documents"] += 1
+            stats.docs_in += 1
             text = doc["text"] or ""
-            if len(text) < min_chars:
-                counts["crawl_short"] += 1
-                continue
-            key = _text_key(text)
-            if key in seen:
-                counts["crawl_duplicate_text"] += 1
-                continue
-            seen.add(key)
-            is_cited = bool(doc["url"]) and normalize_url(doc["url"]) in cited
-            counts["crawl_cited"] += is_cited
-            (cited_pages if is_cited else other_pages).append((_sample_key(seed, doc["id"]), text))
-
+            if admit(text):
+                is_cited = bool(doc["url"]) and normalize_url(doc["url"]) in cited
+                (positive_pool if is_cited else negative_pool).append((_sample_key(seed, doc["id"]), text))
+    crawl_cited = len(positive_pool)
     info: dict = {
         "min_chars": min_chars,
         "max_examples": max_examples,
@@ -120,47 +137,90 @@ def build_training_set(
         "crawl_paths": list(crawl_paths),
         "references_paths": list(references_paths),
         "reference_urls": len(cited),
-        **counts,
+        "crawl_documents": stats.docs_in,
+        "crawl_cited": crawl_cited,
     }
-    if len(cited_pages) >= min_positives:
+    if crawl_cited >= min_positives:
         info["positive_source"] = "cited_crawl_pages"
-        positive_pool = cited_pages
     else:
         message = (
-            f"only {len(cited_pages)} crawl pages of >= {min_chars} chars are cited by Wikipedia "
+            f"only {crawl_cited} crawl pages of >= {min_chars} chars are cited by Wikipedia "
             f"(minimum {min_positives}): FALLING BACK to Wikipedia article text as positives; the "
             "classifier will learn 'looks like Wikipedia', not 'looks like a cited reference page'. "
-            "Fetch the cited pages via write_reference_url_list + the Common Crawl index to avoid this."
+            "Fetch the cited pages via the reference URL list + the Common Crawl index to avoid this."
         )
         warnings.warn(message, RuntimeWarning, stacklevel=2)
         log.warning(message)
-        info["positive_source"] = "wikipedia_articles"
-        info["fallback_reason"] = message
-        info["wikipedia_paths"] = list(wikipedia_paths)
-        positive_pool = []
+        info.update(positive_source="wikipedia_articles", fallback_reason=message,
+                    wikipedia_paths=list(wikipedia_paths), wikipedia_languages=languages)
         for path in wikipedia_paths:
-            for doc in read_documents(path, columns=["id", "text"]):
-                text = doc["text"] or ""
-                if len(text) < min_chars:
-                    continue
-                key = _text_key(text)
-                if key in seen:
-                    continue
-                seen.add(key)
-                positive_pool.append((_sample_key(seed, doc["id"]), text))
-    n = min(len(positive_pool), len(other_pages), max_examples)
+            for doc in read_documents(path, columns=["id", "text", "language"]):
+                stats.docs_in += 1
+                if languages is not None and doc["language"] not in languages:
+                    stats.drop("language_not_selected")
+                elif admit(doc["text"] or ""):
+                    positive_pool.append((_sample_key(seed, doc["id"]), doc["text"]))
+    n = min(len(positive_pool), len(negative_pool), max_examples)
     if n == 0:
         raise ValueError(
             f"no training data: {len(positive_pool)} positives ({info['positive_source']}), "
-            f"{len(other_pages)} negative crawl pages of >= {min_chars} chars"
+            f"{len(negative_pool)} negative crawl pages of >= {min_chars} chars"
         )
     positives = [text for _, text in sorted(positive_pool)[:n]]
-    negatives = [text for _, text in sorted(other_pages)[:n]]
-    info["positive_candidates"] = len(positive_pool)
-    info["negative_candidates"] = len(other_pages)
-    info["positives"] = len(positives)
-    info["negatives"] = len(negatives)
-    return positives, negatives, info
+    negatives = [text for _, text in sorted(negative_pool)[:n]]
+    stats.docs_out = 2 * n
+    stats.drop("positive_not_sampled", len(positive_pool) - n)
+    stats.drop("negative_not_sampled", len(negative_pool) - n)
+    info.update(positive_candidates=len(positive_pool), negative_candidates=len(negative_pool),
+                positives=n, negatives=n)
+    return TrainingSet(positives, negatives, info, stats.check())
+
+
+MODEL_FILE = "quality.ftz"
+REFERENCE_URLS_FILE = "reference_urls.txt"
+
+
+def train_quality_classifier(
+    crawl_paths: list[str],
+    references_paths: list[str],
+    wikipedia_paths: list[str],
+    output_dir: str,
+    *,
+    languages: list[str] | None = None,
+    min_chars: int = 1000,
+    max_examples: int = 300_000,
+    min_positives: int = MIN_CITED_POSITIVES,
+    seed: int = 0,
+    **hyperparameters,
+) -> ShardStats:
+    """The `quality_model` stage: write `output_dir/` with the reference URL list, the model
+    (`quality.ftz`) and its card (`quality.ftz.json`), all or nothing. The stats account for every
+    crawl (and, in the fallback, Wikipedia) document read; counters hold the data sizes and the
+    held-out confusion counts at the default threshold (the card has them at every tenth, to choose
+    the `quality_classifier` stage's threshold by)."""
+    with atomic_dir(output_dir) as tmp:
+        urls = write_reference_url_list(references_paths, str(tmp / REFERENCE_URLS_FILE))
+        data = build_training_set(
+            crawl_paths, references_paths, wikipedia_paths, languages=languages, min_chars=min_chars,
+            max_examples=max_examples, seed=seed, min_positives=min_positives,
+        )
+        card = train_quality_model(
+            data.positives, data.negatives, tmp / MODEL_FILE, seed=seed, sources=data.info, **hyperparameters,
+        )
+    metrics = card["heldout_metrics"]
+    log.info(
+        "quality classifier (%s positives): held-out precision %.3f recall %.3f ROC AUC %.3f at p >= %.2f",
+        data.info["positive_source"], metrics["precision"], metrics["recall"], metrics["roc_auc"], metrics["threshold"],
+    )
+    stats = data.stats
+    stats.bytes_out = card["model_bytes"]
+    stats.counters.update(
+        reference_urls=urls,
+        crawl_cited=data.info["crawl_cited"],
+        wikipedia_fallback=int(data.info["positive_source"] == "wikipedia_articles"),
+        **{f"heldout_{k}": metrics[k] for k in ("true_positives", "false_positives", "false_negatives", "true_negatives")},
+    )
+    return stats
 
 
 def score_documents(
@@ -171,13 +231,19 @@ def score_documents(
     threshold: float = DEFAULT_THRESHOLD,
     dropped_path: str | None = None,
 ) -> ShardStats:
-    """Add `quality_score` (p(reference), float32) to each document; keep those >= `threshold`."""
+    """Add `quality_score` (p(reference), float32) to each document; keep those >= `threshold`.
+    Counters `score_0.0` ... `score_0.9` count the documents in each tenth of the score range, to
+    choose a threshold by."""
     classifier = load_quality_model(str(model))
+    histogram = np.zeros(10, dtype=np.int64)
 
     def judge(batch: list[dict]) -> Iterator[tuple[dict, str | None]]:
         scores = classifier.predict_proba([d["text"] or "" for d in batch])
-        for doc, score in zip(batch, scores):
-            yield {**doc, "quality_score": float(score)}, DROP_REASON if score < threshold else None
+        histogram[:] += np.bincount(np.minimum((scores * 10).astype(np.int64), 9), minlength=10)
+        for doc, score in zip(batch, scores.tolist()):
+            yield {**doc, "quality_score": score}, DROP_REASON if score < threshold else None
 
     fields = [pa.field("quality_score", pa.float32())]
-    return filter_shard(input_path, output_path, fields, judge, dropped_path=dropped_path, batch_size=SCORE_BATCH)
+    stats = filter_shard(input_path, output_path, fields, judge, dropped_path=dropped_path, batch_size=SCORE_BATCH)
+    stats.counters.update({f"score_{i / 10:.1f}": int(n) for i, n in enumerate(histogram)})
+    return stats

@@ -149,6 +149,8 @@ POSSESSIVE_QUOTE_RE = re.compile(r"(?<=\w)'{3}(?=s\b)")
 QUOTE_RUN_RE = re.compile(r"'{2,}")
 TRACKING_PARAMS = {"fbclid", "gclid", "dclid", "msclkid", "mc_cid", "mc_eid", "_ga", "yclid", "igshid"}
 DEFAULT_PORTS = {"http": 80, "https": 443, "ftp": 21}
+ARCHIVE_RE = re.compile(r"^(?:https?:)?//(?:www\.)?web\.archive\.org/web/[0-9a-z_*]+/(.+)$", re.IGNORECASE)
+SCHEME_RE = re.compile(r"^[a-z][a-z0-9+.-]*:", re.IGNORECASE)
 
 
 def _local(tag: str) -> str:
@@ -175,11 +177,24 @@ def language_of(dbname: str | None, base: str | None, xml_lang: str | None) -> s
     return xml_lang
 
 
-def normalize_url(url: str) -> str | None:
-    """The normalised form of an http(s)/ftp URL, or None for anything else."""
+def original_url(url: str) -> str:
+    """The cited page's own URL: a Wayback Machine copy (`web.archive.org/web/<time>/<url>`, 14% of
+    the references in the enwiki sample) gives the page it archived; a protocol-relative `//host/`
+    URL gets `https:`."""
     url = url.strip()
-    if url.startswith("//"):
-        url = "https:" + url
+    while (archived := ARCHIVE_RE.match(url)) is not None:
+        url = archived.group(1)
+        if not SCHEME_RE.match(url):
+            url = "http://" + url.lstrip("/")
+    return "https:" + url if url.startswith("//") else url
+
+
+def normalize_url(url: str) -> str | None:
+    """The normalised form of an http(s)/ftp URL, or None for anything else: the archived page's
+    URL for a Wayback Machine copy, http and https alike (a page is served under both; the editor
+    cited whichever they saw), host lower-cased without `www.` or a default port, no trailing slash,
+    fragment or tracking parameters."""
+    url = original_url(url)
     try:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
@@ -192,6 +207,7 @@ def normalize_url(url: str) -> str | None:
     if host.startswith("www."):
         host = host[4:]
     netloc = host if port is None or port == DEFAULT_PORTS[scheme] else f"{host}:{port}"
+    scheme = "https" if scheme == "http" else scheme
     path = parts.path.rstrip("/")
     query = "&".join(
         p for p in parts.query.split("&")

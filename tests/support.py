@@ -17,6 +17,9 @@ FAST_STAGES = {
     "line_dedup": {"partitions": 3, "min_text_chars": 200},
     "quality": {"url_blocklist": str(SAMPLES / "assets" / "url_blocklist.txt")},
     "near_dedup": {"partitions": 3},
+    # Off unless a test gives Wikipedia input; then a model that trains in a second.
+    "quality_classifier": {"enabled": False, "min_chars": 800, "epoch": 25, "dim": 16, "bucket": 20_000,
+                           "cutoff": 2_000},
     "tokenizer": {"vocab_size": 1000, "num_threads": 1},
     "tokenize": {"num_threads": 1},
     "train": {"preset": "tiny", "steps": 12, "seq_len": 64, "batch_size": 4, "warmup_steps": 3, "threads": 1},

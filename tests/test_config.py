@@ -43,6 +43,15 @@ def test_missing_inputs_and_model_are_named(tmp_path):
     assert "stages.langid.model" in message and "lid.176.bin" in message
 
 
+def test_quality_classifier_needs_wikipedia_or_a_trained_model(tmp_path):
+    raw = yaml.safe_load(write_config(tmp_path).read_text())
+    raw["stages"]["quality_classifier"]["enabled"] = True
+    message = _errors_of(tmp_path, raw)
+    assert "stages.quality_classifier" in message and "inputs.wikipedia" in message and "enabled: false" in message
+    raw["stages"]["quality_classifier"]["model"] = str(tmp_path / "quality.ftz")
+    assert "stages.quality_classifier.model" in _errors_of(tmp_path, raw)
+
+
 def test_not_yaml_or_missing_file(tmp_path):
     (tmp_path / "broken.yaml").write_text("run: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):

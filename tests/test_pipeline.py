@@ -33,7 +33,8 @@ SMALL = ["wget-2024-academic-0", "wget-2024-academic-1", "cc-main-2024-22-whirlw
 def finished_run(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("full")
     wikipedia = str(ROOT / "samples" / "wikipedia" / "enwiki-table-markup.xml.bz2")
-    config = load_config(write_config(tmp_path, warcs=SMALL), inputs={"wikipedia": [wikipedia]})
+    config = load_config(write_config(tmp_path, warcs=SMALL, stages={"quality_classifier": {"enabled": True}}),
+                         inputs={"wikipedia": [wikipedia]})
     run_pipeline(config)
     return config
 
@@ -54,7 +55,7 @@ def test_every_stage_records_balanced_rows(finished_run):
 
 
 def test_token_shards_are_megatron_files_of_the_kept_documents(finished_run):
-    clean = {r["shard"]: r for r in read_manifest(finished_run.output_dir, "near_dedup")}
+    clean = {r["shard"]: r for r in read_manifest(finished_run.output_dir, "quality_classifier")}
     for row in read_manifest(finished_run.output_dir, "tokenize"):
         dataset = IndexedDataset(row["output"])
         assert len(dataset) == row["docs_out"] == clean[row["shard"]]["docs_out"]
@@ -110,6 +111,53 @@ def test_changed_parameters_rerun_only_that_stage_and_downstream(finished_run, t
     with pytest.raises(Exception, match="needs the finished output of stage 'langid'"):
         run_pipeline(finished_run, ["line_dedup_hash"])  # langid's output is the changed config's now
     run_pipeline(finished_run, ["langid"])
+
+
+def test_quality_classifier_trains_on_the_run_and_filters_its_clean_documents(finished_run):
+    [model_row] = read_manifest(finished_run.output_dir, "quality_model")
+    model_dir = Path(model_row["output"])
+    card = json.loads((model_dir / "quality.ftz.json").read_text())
+    assert card["data"]["sources"]["positive_source"] == "wikipedia_articles"  # no sample page is cited
+    assert model_row["counters"]["wikipedia_fallback"] == 1
+    assert model_row["docs_out"] == card["data"]["positives"] + card["data"]["negatives"] > 0
+    urls = (model_dir / "reference_urls.txt").read_text().splitlines()
+    assert len(urls) == model_row["counters"]["reference_urls"] > 50
+
+    near = {r["shard"]: r for r in read_manifest(finished_run.output_dir, "near_dedup")}
+    threshold = finished_run.stages.quality_classifier.threshold
+    for row in read_manifest(finished_run.output_dir, "quality_classifier"):
+        assert row["docs_in"] == near[row["shard"]]["docs_out"]
+        assert sum(v for k, v in row["counters"].items() if k.startswith("score_")) == row["docs_in"]
+        assert all(d["quality_score"] >= threshold for d in read_documents(row["output"]))
+        assert set(row["dropped"]) <= {"quality_below_threshold"}
+        dropped = finished_run.output_dir / "dropped" / "quality_classifier" / f"{row['shard']}.parquet"
+        if row["dropped"]:
+            assert all(d["quality_score"] < threshold for d in read_documents(dropped))
+
+
+def test_new_threshold_refilters_without_retraining(finished_run):
+    model_before = read_manifest(finished_run.output_dir, "quality_model")
+    strict = finished_run.model_copy(update={"stages": finished_run.stages.model_copy(update={
+        "quality_classifier": finished_run.stages.quality_classifier.model_copy(update={"threshold": 0.999})})})
+    run_pipeline(strict, ["quality_model", "quality_classifier"])
+    assert read_manifest(finished_run.output_dir, "quality_model") == model_before
+    rows = read_manifest(finished_run.output_dir, "quality_classifier")
+    assert sum(r["docs_out"] for r in rows) < sum(r["docs_in"] for r in rows)
+    run_pipeline(finished_run, ["quality_classifier"])
+
+
+def test_a_trained_quality_model_applies_without_wikipedia(finished_run, tmp_path):
+    [model_row] = read_manifest(finished_run.output_dir, "quality_model")
+    model = str(Path(model_row["output"]) / "quality.ftz")
+    config = load_config(write_config(tmp_path, warcs=["wget-2024-academic-0"],
+                                      stages={"quality_classifier": {"enabled": True, "model": model}}))
+    run_pipeline(config, ["extract", "langid", "line_dedup", "quality", "near_dedup", "quality_model",
+                          "quality_classifier", "tokenizer"])
+    assert not manifest_path(config.output_dir, "quality_model").exists()
+    [row] = read_manifest(config.output_dir, "quality_classifier")
+    assert row["inputs"][1] == model
+    [tokenizer] = read_manifest(config.output_dir, "tokenizer")
+    assert tokenizer["inputs"] == [row["output"]]
 
 
 def _bad_inputs(directory: Path) -> None:

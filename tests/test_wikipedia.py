@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from stages.wikipedia import LLAMA_LANGUAGES, extract_wikipedia, normalize_url
+from stages.wikipedia import LLAMA_LANGUAGES, extract_wikipedia, normalize_url, original_url
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "wikipedia"
 ENWIKI = SAMPLES / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
@@ -82,23 +82,29 @@ def test_reference_urls(enwiki):
         assert "utm_" not in parts.query and parts.port not in (80, 443), n
     by_url = {r["url"]: r for r in refs}
     alabama = by_url["http://www.ache.alabama.gov/Colleges&Universities/Directory.htm"]
-    assert alabama["normalized_url"] == "http://ache.alabama.gov/Colleges&Universities/Directory.htm"
+    assert alabama["normalized_url"] == "https://ache.alabama.gov/Colleges&Universities/Directory.htm"
     assert alabama["article_title"] == "Alabama"
     # A citation template inside a <ref>, with a fragment.
     cnbc = by_url["http://www.cnbc.com/id/100773005#"]
-    assert cnbc["kind"] == "ref" and cnbc["normalized_url"] == "http://cnbc.com/id/100773005"
+    assert cnbc["kind"] == "ref" and cnbc["normalized_url"] == "https://cnbc.com/id/100773005"
     # No duplicates within an article.
     pairs = [(r["article_id"], r["normalized_url"]) for r in refs]
     assert len(pairs) == len(set(pairs))
 
 
 def test_normalize_url():
-    assert normalize_url("HTTP://WWW.Example.COM:80/a/b/?utm_source=x&id=3&utm_medium=y#frag") == "http://example.com/a/b?id=3"
+    assert normalize_url("HTTP://WWW.Example.COM:80/a/b/?utm_source=x&id=3&utm_medium=y#frag") == "https://example.com/a/b?id=3"
+    assert normalize_url("http://example.com:8080/x") == "https://example.com:8080/x"
     assert normalize_url("https://example.com:443/") == "https://example.com"
     assert normalize_url("https://example.com:8443/x") == "https://example.com:8443/x"
     assert normalize_url("//www.example.org/p") == "https://example.org/p"
     assert normalize_url("mailto:someone@example.com") is None
     assert normalize_url("http://[bad") is None
+    # A Wayback Machine copy stands for the page it archived, with or without a scheme inside.
+    assert normalize_url("https://web.archive.org/web/20031217005135/http://www1.example.com/doc/") == "https://www1.example.com/doc"
+    assert normalize_url("//web.archive.org/web/2003id_/www.example.com/a") == "https://example.com/a"
+    assert original_url("//web.archive.org/web/20030906163920/http://x.org/p") == "http://x.org/p"
+    assert original_url("//example.org/p") == "https://example.org/p"
 
 
 def test_bulgarian_utf16(tmp_path):
