@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -15,6 +16,24 @@ def _stage_order(run_dir: Path) -> list[str]:
         rows = read_manifest(run_dir, stage)
         first[stage] = min((r["finished_at"] for r in rows), default=None)
     return sorted(first, key=lambda s: (first[s] is None, first[s] or 0))
+
+
+def _quality_card(row: dict) -> list[str]:
+    """The quality model's held-out metrics, from the model card beside it."""
+    card_path = Path(row["output"]) / "quality.ftz.json"
+    if row["status"] != "done" or not card_path.is_file():
+        return []
+    card = json.loads(card_path.read_text())
+    m, data = card["heldout_metrics"], card["data"]
+    return [
+        f"    model     {data['sources'].get('positive_source')} vs crawl pages, {data['positives']:,} a class; "
+        f"held-out precision {m['precision']:.3f}, recall {m['recall']:.3f}, ROC AUC {m['roc_auc']:.3f} "
+        f"at p >= {m['threshold']:.2f}; card {card_path}"
+    ]
+
+
+# Stage-specific lines read from a stage's outputs.
+DETAILS = {"quality_model": _quality_card}
 
 
 def format_stage(rows: list[dict], stage: str, shards: bool = False) -> str:
@@ -39,6 +58,8 @@ def format_stage(rows: list[dict], stage: str, shards: bool = False) -> str:
         lines.append(f"    dropped {count:>9,}  {reason}")
     for name, count in sorted(counters.items()):
         lines.append(f"    counted {count:>9,}  {name}")
+    for r in done:
+        lines += DETAILS.get(stage, lambda row: [])(r)
     if shards:
         for r in sorted(rows, key=lambda r: r["shard"]):
             reasons = ", ".join(f"{k}={v}" for k, v in sorted(r["dropped"].items()))

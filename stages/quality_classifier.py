@@ -208,10 +208,6 @@ def train_quality_classifier(
             data.positives, data.negatives, tmp / MODEL_FILE, seed=seed, sources=data.info, **hyperparameters,
         )
     metrics = card["heldout_metrics"]
-    log.info(
-        "quality classifier (%s positives): held-out precision %.3f recall %.3f ROC AUC %.3f at p >= %.2f",
-        data.info["positive_source"], metrics["precision"], metrics["recall"], metrics["roc_auc"], metrics["threshold"],
-    )
     stats = data.stats
     stats.bytes_out = card["model_bytes"]
     stats.counters.update(

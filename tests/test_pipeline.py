@@ -122,6 +122,8 @@ def test_quality_classifier_trains_on_the_run_and_filters_its_clean_documents(fi
     assert model_row["docs_out"] == card["data"]["positives"] + card["data"]["negatives"] > 0
     urls = (model_dir / "reference_urls.txt").read_text().splitlines()
     assert len(urls) == model_row["counters"]["reference_urls"] > 50
+    assert f"held-out precision {card['heldout_metrics']['precision']:.3f}" in format_run(
+        finished_run.output_dir, stage="quality_model")
 
     near = {r["shard"]: r for r in read_manifest(finished_run.output_dir, "near_dedup")}
     threshold = finished_run.stages.quality_classifier.threshold
