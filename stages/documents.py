@@ -159,6 +159,16 @@ def schema_with(base: pa.Schema, *fields: pa.Field) -> pa.Schema:
     return base
 
 
+# The columns every document has, whatever its source; each source adds its own metadata with
+# `schema_with` (the tokenizer and the mixture read only these).
+DOCUMENT_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),  # unique across the whole run: "<source>/<collection>/<key>"
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("text", pa.string(), nullable=False),
+    ]
+)
+
 WEB_DOCUMENT_SCHEMA = pa.schema(
     [
         pa.field("id", pa.string(), nullable=False),
