@@ -32,8 +32,29 @@ def _quality_card(row: dict) -> list[str]:
     ]
 
 
-# Stage-specific lines read from a stage's outputs.
-DETAILS = {"quality_model": _quality_card}
+def _mixture_table(row: dict) -> list[str]:
+    """The realised data mix (tokens, share and epochs per source), from the mixture stage's output."""
+    table = Path(row["output"]) / "mixture.md"
+    if row["status"] != "done" or not table.is_file():
+        return []
+    return [f"    {line}" for line in table.read_text().splitlines() if line]
+
+
+def _tokens_per_source(rows: list[dict]) -> list[str]:
+    """Token shards are named `<source>/<shard>`."""
+    tokens, documents = Counter(), Counter()
+    for r in rows:
+        if r["status"] == "done":
+            source = r["shard"].split("/", 1)[0]
+            tokens[source] += r["tokens"] or 0
+            documents[source] += r["docs_out"]
+    return [f"    tokens {n:>11,}  {source} ({documents[source]:,} documents)" for source, n in tokens.most_common()]
+
+
+# Stage-specific lines from a stage's rows: (rows) -> lines.
+STAGE_DETAILS = {"tokenize": _tokens_per_source}
+# Stage-specific lines read from a stage's outputs: (row) -> lines.
+DETAILS = {"quality_model": _quality_card, "mixture": _mixture_table}
 
 
 def format_stage(rows: list[dict], stage: str, shards: bool = False) -> str:
@@ -58,6 +79,7 @@ def format_stage(rows: list[dict], stage: str, shards: bool = False) -> str:
         lines.append(f"    dropped {count:>9,}  {reason}")
     for name, count in sorted(counters.items()):
         lines.append(f"    counted {count:>9,}  {name}")
+    lines += STAGE_DETAILS.get(stage, lambda rows: [])(rows)
     for r in done:
         lines += DETAILS.get(stage, lambda row: [])(r)
     if shards:

@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
             type=_parse_input,
             default=[],
             metavar="SOURCE=GLOB",
-            help="replace a source's inputs (repeat for several globs or sources)",
+            help="replace a source's inputs (repeat for several globs or sources; books.COLLECTION=GLOB for books)",
         )
         p.add_argument("--ray-address", help="Ray cluster address, replacing run.ray_address")
 

@@ -7,6 +7,7 @@ setting silently ignored. Relative paths are resolved against the current direct
 from __future__ import annotations
 
 import glob
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -156,6 +157,74 @@ class NearDedupParams(Section):
         return self
 
 
+class ArxivParams(Section):
+    """stages.arxiv.extract_arxiv's options."""
+
+    min_text_chars: PositiveInt = 500
+
+
+class StackExchangeParams(Section):
+    """stages.stackexchange.extract_stackexchange's options, and the site selection."""
+
+    sites: PositiveInt = Field(default=28, description="keep the N largest sites by post count (LLaMA: 28)")
+
+
+class GithubParams(Section):
+    """stages.github.extract_github's options, and the corpus-wide exact dedup."""
+
+    partitions: PositiveInt = Field(default=16, description="hash partitions of the file dedup: one Ray task each")
+
+
+class BookDedupParams(NearDedupParams):
+    """MinHash settings for whole books (stages.books.BOOK_NEAR_DEDUP)."""
+
+
+class BooksParams(Section):
+    """stages.books.extract_books's options, the sharding of the files, and the book-level dedup."""
+
+    files_per_shard: PositiveInt = Field(default=64, description="input files (books, or jsonl files) per Ray task")
+    dedup: BookDedupParams = BookDedupParams()
+
+
+Source = Literal["common_crawl", "wikipedia", "arxiv", "stackexchange", "github", "books"]
+SOURCES: tuple[str, ...] = Source.__args__
+
+
+class SourceShare(Section):
+    """A source's place in the training mix: a sampling proportion, or a number of passes over it."""
+
+    weight: Annotated[float, Field(gt=0.0)] | None = None
+    epochs: Annotated[float, Field(gt=0.0)] | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "SourceShare":
+        if (self.weight is None) == (self.epochs is None):
+            raise ValueError("give exactly one of weight (sampling proportion) or epochs (passes over the source)")
+        return self
+
+
+# LLaMA-1 Table 1 sampling proportions. The pipeline has no separate C4: its Common Crawl branch
+# applies C4's rules among its filters, so Common Crawl takes CommonCrawl's 67% and C4's 15%.
+LLAMA_MIXTURE = {
+    "common_crawl": SourceShare(weight=0.82),
+    "github": SourceShare(weight=0.045),
+    "wikipedia": SourceShare(weight=0.045),
+    "books": SourceShare(weight=0.045),
+    "arxiv": SourceShare(weight=0.025),
+    "stackexchange": SourceShare(weight=0.02),
+}
+
+
+class MixtureParams(Section):
+    """The data mix: each source's share of the training tokens (weights are renormalised over the
+    sources the run has), and the token budget the epochs are counted against."""
+
+    sources: dict[Source, SourceShare] = LLAMA_MIXTURE
+    token_budget: PositiveInt | None = Field(
+        default=None, description="planned training tokens; null: the train stage's steps x batch_size x seq_len"
+    )
+
+
 class TokenizerParams(Section):
     vocab_size: Annotated[int, Field(ge=300, le=1_000_000)] = 32000
     sample_bytes: PositiveInt = 200_000_000
@@ -167,6 +236,7 @@ class TokenizerParams(Section):
 class TokenizeParams(Section):
     batch_docs: PositiveInt = 256
     num_threads: PositiveInt = 2
+    max_part_bytes: PositiveInt = Field(default=1 << 30, description="a token shard's .bin is cut into parts of at most this")
 
 
 # The names of trainer.model.PRESETS, listed here so validating a config does not import torch.
@@ -193,24 +263,54 @@ class StagesSection(Section):
     quality: QualityParams = QualityParams()
     near_dedup: NearDedupParams = NearDedupParams()
     quality_classifier: QualityClassifierParams = QualityClassifierParams()
+    arxiv: ArxivParams = ArxivParams()
+    stackexchange: StackExchangeParams = StackExchangeParams()
+    github: GithubParams = GithubParams()
+    books: BooksParams = BooksParams()
     tokenizer: TokenizerParams = TokenizerParams()
     tokenize: TokenizeParams = TokenizeParams()
+    mixture: MixtureParams = MixtureParams()
     train: TrainParams = TrainParams()
 
 
+def _check_patterns(patterns: list[str]) -> list[str]:
+    for pattern in patterns:
+        if not glob.glob(pattern, recursive=True):
+            raise ValueError(f"no file matches {pattern!r}")
+    return patterns
+
+
 class InputsSection(Section):
-    """Each source's input files, as paths or globs (`**` recurses)."""
+    """Each source's inputs, as paths or globs (`**` recurses). Only Common Crawl is required."""
 
     common_crawl: list[str] = Field(min_length=1, description="WARC files, gzipped or plain")
     wikipedia: list[str] | None = Field(default=None, description="pages-articles XML dumps, bz2 or plain")
+    arxiv: list[str] | None = Field(
+        default=None, description="paper source directories, gzipped .tex, .tar(.gz) of a paper, or arXiv bulk source tars"
+    )
+    stackexchange: list[str] | None = Field(
+        default=None, description="per-site dump archives (.7z), site directories, or Posts.xml files"
+    )
+    github: list[str] | None = Field(
+        default=None, description="repository directories or archives (.zip, .tar.gz), or tables (.parquet, .jsonl)"
+    )
+    books: dict[str, list[str]] | None = Field(
+        default=None, description="{collection: files}: Project Gutenberg .txt, one book per .txt, or .jsonl"
+    )
 
-    @field_validator("*")
+    @field_validator("common_crawl", "wikipedia", "arxiv", "stackexchange", "github")
     @classmethod
     def _patterns_match(cls, patterns: list[str] | None) -> list[str] | None:
-        for pattern in patterns or []:
-            if not glob.glob(pattern, recursive=True):
-                raise ValueError(f"no file matches {pattern!r}")
-        return patterns
+        return _check_patterns(patterns) if patterns else patterns
+
+    @field_validator("books")
+    @classmethod
+    def _collections_match(cls, collections: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
+        for name, patterns in (collections or {}).items():
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
+                raise ValueError(f"collection name {name!r}: use lower-case letters, digits, - and _ (it is part of ids)")
+            _check_patterns(patterns)
+        return collections
 
 
 class RunConfig(Section):
@@ -227,11 +327,15 @@ class RunConfig(Section):
             )
         return self
 
-    def input_files(self, source: str) -> list[str]:
-        """The source's files, absolute, sorted and de-duplicated so shard numbering is stable."""
-        patterns = getattr(self.inputs, source) or []
-        files = {str(Path(p).resolve()) for pattern in patterns for p in glob.glob(pattern, recursive=True)}
-        return sorted(f for f in files if Path(f).is_file())
+    def input_files(self, source: str, *, directories: bool = False) -> list[str]:
+        """The source's files (and directories, for sources that take them), absolute, sorted and
+        de-duplicated so shard numbering is stable. `source` may be `books.<collection>`."""
+        if source.startswith("books."):
+            patterns = (self.inputs.books or {}).get(source.removeprefix("books."), [])
+        else:
+            patterns = getattr(self.inputs, source) or []
+        found = {Path(p).resolve() for pattern in patterns for p in glob.glob(pattern, recursive=True)}
+        return sorted(str(p) for p in found if p.is_file() or (directories and p.is_dir()))
 
     @property
     def output_dir(self) -> Path:
@@ -254,7 +358,8 @@ def load_config(
     inputs: dict[str, list[str]] | None = None,
     ray_address: str | None = None,
 ) -> RunConfig:
-    """Read and validate a run config; command-line overrides replace the file's values."""
+    """Read and validate a run config; command-line overrides replace the file's values (`inputs`
+    keys are sources, or `books.<collection>`)."""
     try:
         raw = yaml.safe_load(Path(path).read_text())
     except FileNotFoundError:
@@ -270,7 +375,13 @@ def load_config(
         run["ray_address"] = ray_address
     raw["run"] = run
     if inputs:
-        raw["inputs"] = {**(raw.get("inputs") or {}), **inputs}
+        merged = dict(raw.get("inputs") or {})
+        for source, patterns in inputs.items():
+            if source.startswith("books."):  # a books collection: books.<collection>=GLOB
+                merged["books"] = {**(merged.get("books") or {}), source.removeprefix("books."): patterns}
+            else:
+                merged[source] = patterns
+        raw["inputs"] = merged
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:

@@ -10,12 +10,15 @@ phase is a stage of its own with its own manifest, and `STAGE_GROUPS` names them
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.config import ConfigError, RunConfig
 from stages.accounting import ShardStats
+from stages.documents import atomic_path
 
 Upstream = dict[str, list[dict]]
 
@@ -27,6 +30,9 @@ class ShardTask:
     output: str
     index: int = 0  # the shard's position in corpus order, for corpus-wide "first occurrence" rules
     dropped: str | None = None  # where to write the documents it drops, when auditing is on
+    # Settings the planner derives for this task from its upstream outputs (a sampling rate, the
+    # source of each input); passed to the run function with the section's settings.
+    options: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -45,15 +51,27 @@ class StageSpec:
     # The settings of its section that determine its output (all when None): the others may change
     # without recomputing it (the quality threshold does not retrain the quality model).
     settings: tuple[str, ...] | None = None
+    # Other config sections its output depends on (through its planner), hashed with its own.
+    also: tuple[str, ...] = ()
 
     def params(self, config: RunConfig) -> dict:
-        params = getattr(config.stages, self.section).model_dump()
+        params = section_of(config, self.section).model_dump()
         return params if self.settings is None else {k: params[k] for k in self.settings}
 
 
-def _named_inputs(config: RunConfig, source: str, suffixes: tuple[str, ...]) -> list[tuple[str, str]]:
-    """(shard name, path) of a source's input files; names are file names without `suffixes`."""
-    files = config.input_files(source)
+def section_of(config: RunConfig, section: str):
+    """`stages.<section>` of the config; `section` may be dotted (`books.dedup`)."""
+    node = config.stages
+    for part in section.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def _named_inputs(
+    config: RunConfig, source: str, suffixes: tuple[str, ...], *, directories: bool = False
+) -> list[tuple[str, str]]:
+    """(shard name, path) of a source's inputs; names are file names without `suffixes`."""
+    files = config.input_files(source, directories=directories)
     names = []
     for path in files:
         name = Path(path).name
@@ -70,22 +88,6 @@ def _dropped_path(config: RunConfig, stage: str, shard: str) -> str | None:
     return str(config.output_dir / "dropped" / stage / f"{shard}.parquet") if config.run.keep_dropped else None
 
 
-def plan_extract(config: RunConfig, _: Upstream) -> list[ShardTask]:
-    out = config.output_dir / "extract"
-    return [
-        ShardTask(name, [f], str(out / f"{name}.parquet"), i)
-        for i, (name, f) in enumerate(_named_inputs(config, "common_crawl", (".gz", ".warc")))
-    ]
-
-
-def plan_wikipedia(config: RunConfig, _: Upstream) -> list[ShardTask]:
-    out = config.output_dir / "wikipedia"
-    return [
-        ShardTask(name, [f], str(out / f"{name}.parquet"), i, _dropped_path(config, "wikipedia", name))
-        for i, (name, f) in enumerate(_named_inputs(config, "wikipedia", (".bz2", ".xml")))
-    ]
-
-
 def per_document_shard(stage: str, upstream: str) -> Callable[[RunConfig, Upstream], list[ShardTask]]:
     """One task per shard of `upstream`, writing `RUN_DIR/<stage>/<shard>.parquet`."""
 
@@ -100,8 +102,85 @@ def per_document_shard(stage: str, upstream: str) -> Callable[[RunConfig, Upstre
     return plan
 
 
+def _one_shard_per_input(stage: str, source: str, suffixes: tuple[str, ...], *, directories: bool = False):
+    """A source stage with one task per input file (or directory): `RUN_DIR/<stage>/<name>.parquet`."""
+
+    def plan(config: RunConfig, _: Upstream) -> list[ShardTask]:
+        out = config.output_dir / stage
+        return [
+            ShardTask(name, [path], str(out / f"{name}.parquet"), i, _dropped_path(config, stage, name))
+            for i, (name, path) in enumerate(_named_inputs(config, source, suffixes, directories=directories))
+        ]
+
+    return plan
+
+
+def plan_stackexchange_sites(config: RunConfig, _: Upstream) -> list[ShardTask]:
+    from stages.stackexchange import site_name
+
+    out = config.output_dir / "stackexchange" / "sites"
+    paths = config.input_files("stackexchange", directories=True)
+    sites = [site_name(path) for path in paths]
+    clashes = sorted({s for s in sites if sites.count(s) > 1})
+    if clashes:
+        raise ConfigError(f"inputs.stackexchange: site {clashes[0]!r} is given more than once")
+    return [ShardTask(site, [path], str(out / f"{site}.json"), i) for i, (site, path) in enumerate(zip(sites, paths))]
+
+
+def plan_stackexchange(config: RunConfig, rows: Upstream) -> list[ShardTask]:
+    """The `sites` largest sites by post count, as LLaMA took StackExchange's 28 largest."""
+    from stages.stackexchange import select_sites
+
+    sites = {r["shard"]: r for r in rows["stackexchange_sites"]}
+    selected = select_sites({site: r["counters"]["posts"] for site, r in sites.items()}, config.stages.stackexchange.sites)
+    out = config.output_dir / "stackexchange"
+    return [
+        ShardTask(site, [sites[site]["inputs"][0]], str(out / f"{site}.parquet"), i,
+                  _dropped_path(config, "stackexchange", site))
+        for i, site in enumerate(sorted(selected))
+    ]
+
+
+def plan_books(config: RunConfig, _: Upstream) -> list[ShardTask]:
+    """Each collection's files in groups of `files_per_shard`, named `<collection>-<n>`."""
+    out = config.output_dir / "books"
+    size = config.stages.books.files_per_shard
+    tasks = []
+    for collection in sorted(config.inputs.books or {}):
+        files = config.input_files(f"books.{collection}")
+        for k in range(0, len(files), size):
+            shard = f"{collection}-{k // size:05d}"
+            tasks.append(ShardTask(shard, files[k : k + size], str(out / f"{shard}.parquet"), len(tasks),
+                                   _dropped_path(config, "books", shard)))
+    return tasks
+
+
+def plan_github_hash(config: RunConfig, rows: Upstream) -> list[ShardTask]:
+    out = config.output_dir / "github_dedup" / "hashes"
+    return [ShardTask(r["shard"], [r["output"]], str(out / r["shard"]), i) for i, r in enumerate(rows["github"])]
+
+
+def plan_github_find(config: RunConfig, rows: Upstream) -> list[ShardTask]:
+    out = config.output_dir / "github_dedup" / "duplicates"
+    hashes = [r["output"] for r in rows["github_dedup_hash"]]
+    return [
+        ShardTask(part, [f"{h}/{part}.npy" for h in hashes], str(out / part), p)
+        for p, part in enumerate(_partitions(config, "github"))
+    ]
+
+
+def plan_github_dedup(config: RunConfig, rows: Upstream) -> list[ShardTask]:
+    out = config.output_dir / "github_dedup"
+    duplicates = [r["output"] for r in rows["github_dedup_find"]]
+    return [
+        ShardTask(r["shard"], [r["output"], *(f"{d}/shard-{i:05d}.npy" for d in duplicates)],
+                  str(out / f"{r['shard']}.parquet"), i, _dropped_path(config, "github_dedup", r["shard"]))
+        for i, r in enumerate(rows["github"])
+    ]
+
+
 def _partitions(config: RunConfig, section: str) -> list[str]:
-    return [f"part-{p:05d}" for p in range(getattr(config.stages, section).partitions)]
+    return [f"part-{p:05d}" for p in range(section_of(config, section).partitions)]
 
 
 def plan_line_hash(config: RunConfig, rows: Upstream) -> list[ShardTask]:
@@ -125,38 +204,6 @@ def plan_line_dedup(config: RunConfig, rows: Upstream) -> list[ShardTask]:
         ShardTask(r["shard"], [r["output"], *(f"{d}/shard-{i:05d}.npy" for d in duplicates)],
                   str(out / f"{r['shard']}.parquet"), i, _dropped_path(config, "line_dedup", r["shard"]))
         for i, r in enumerate(rows["langid"])
-    ]
-
-
-def plan_minhash(config: RunConfig, rows: Upstream) -> list[ShardTask]:
-    out = config.output_dir / "near_dedup" / "signatures"
-    return [
-        ShardTask(r["shard"], [r["output"]], str(out / f"{r['shard']}.npy"), i)
-        for i, r in enumerate(rows["quality"])
-    ]
-
-
-def plan_minhash_pairs(config: RunConfig, rows: Upstream) -> list[ShardTask]:
-    out = config.output_dir / "near_dedup" / "pairs"
-    signatures = [r["output"] for r in rows["near_dedup_signatures"]]
-    return [
-        ShardTask(part, signatures, str(out / f"{part}.npy"), p)
-        for p, part in enumerate(_partitions(config, "near_dedup"))
-    ]
-
-
-def plan_minhash_clusters(config: RunConfig, rows: Upstream) -> list[ShardTask]:
-    out = config.output_dir / "near_dedup" / "clusters"
-    return [ShardTask("clusters", [r["output"] for r in rows["near_dedup_pairs"]], str(out))]
-
-
-def plan_near_dedup(config: RunConfig, rows: Upstream) -> list[ShardTask]:
-    out = config.output_dir / "near_dedup"
-    clusters = rows["near_dedup_clusters"][0]["output"]
-    return [
-        ShardTask(r["shard"], [r["output"], f"{clusters}/shard-{i:05d}.npy"], str(out / f"{r['shard']}.parquet"), i,
-                  _dropped_path(config, "near_dedup", r["shard"]))
-        for i, r in enumerate(rows["quality"])
     ]
 
 
@@ -185,33 +232,58 @@ def plan_quality_classifier(config: RunConfig, rows: Upstream) -> list[ShardTask
     ]
 
 
-def clean_documents(rows: Upstream) -> list[dict]:
-    """The rows of the last document stage the run has: what the tokenizer learns from and the
-    trainer reads."""
-    return next(rows[stage] for stage in CLEAN_DOCUMENT_STAGES if rows.get(stage))
+def source_documents(rows: Upstream) -> dict[str, list[dict]]:
+    """Each source's clean document shards: the rows of its last document stage the run has."""
+    documents = {}
+    for source, stages in SOURCE_DOCUMENTS.items():
+        stage = next((s for s in stages if rows.get(s)), None)
+        if stage:
+            documents[source] = rows[stage]
+    return documents
 
 
 def plan_tokenizer(config: RunConfig, rows: Upstream) -> list[ShardTask]:
+    """One task over every source's documents, each shard sampled at its source's rate."""
+    from stages.tokenizer import sampling_rates, text_bytes
+
+    documents = source_documents(rows)
+    weights = {s: share.weight or 0.0 for s, share in config.stages.mixture.sources.items()}
+    missing = sorted(set(documents) - set(weights))
+    if missing:
+        raise ConfigError(f"stages.mixture.sources: the run has source(s) {missing} but no weight or epochs for them")
+    # A source given epochs rather than a weight samples in proportion to its size.
+    sizes = {s: sum(text_bytes(r["output"]) for r in shards) for s, shards in documents.items()}
+    total = sum(sizes.values())
+    weights = {s: weights[s] or sizes[s] / max(1, total) for s in documents}
+    rates = sampling_rates(sizes, weights, config.stages.tokenizer.sample_bytes)
+    inputs = [(r["output"], rates[s]) for s, shards in documents.items() for r in shards]
     model = config.output_dir / "tokenizer" / "tokenizer.model"
-    return [ShardTask("tokenizer", [r["output"] for r in clean_documents(rows)], str(model))]
+    return [ShardTask("tokenizer", [path for path, _ in inputs], str(model),
+                      options={"sample_rates": [rate for _, rate in inputs]})]
 
 
 def plan_tokenize(config: RunConfig, rows: Upstream) -> list[ShardTask]:
     tokenizer = rows["tokenizer"][0]["output"]
-    out = config.output_dir / "tokens" / "common_crawl"
-    return [
-        ShardTask(r["shard"], [r["output"], tokenizer], str(out / r["shard"]), i)
-        for i, r in enumerate(clean_documents(rows))
-    ]
+    tasks = []
+    for source, shards in source_documents(rows).items():
+        out = config.output_dir / "tokens" / source
+        tasks += [ShardTask(f"{source}/{r['shard']}", [r["output"], tokenizer], str(out / r["shard"]), len(tasks))
+                  for r in shards]
+    return tasks
+
+
+def plan_mixture(config: RunConfig, rows: Upstream) -> list[ShardTask]:
+    train = config.stages.train
+    budget = config.stages.mixture.token_budget or train.steps * train.batch_size * train.seq_len
+    return [ShardTask("mixture", [r["output"] for r in rows["tokenize"]], str(config.output_dir / "mixture"),
+                      options={"token_budget": budget})]
 
 
 def plan_train(config: RunConfig, rows: Upstream) -> list[ShardTask]:
-    tokenizer = rows["tokenizer"][0]["output"]
-    prefixes = [r["output"] for r in rows["tokenize"] if r["docs_out"] > 0]
-    return [ShardTask("train", [*prefixes, tokenizer], str(config.output_dir / "train" / "checkpoint.pt"))]
+    mixture, tokenizer = rows["mixture"][0]["output"], rows["tokenizer"][0]["output"]
+    return [ShardTask("train", [mixture, tokenizer], str(config.output_dir / "train" / "checkpoint.pt"))]
 
 
-# The stage modules are imported inside the tasks so the driver never loads torch or fastText.
 def run_extract(task: ShardTask, params: dict) -> ShardStats:
     from stages.extract import extract_warc
 
@@ -223,6 +295,62 @@ def run_wikipedia(task: ShardTask, params: dict) -> ShardStats:
 
     return extract_wikipedia(task.inputs[0], task.output, _references_of(task.output), dropped_path=task.dropped,
                              **params)
+
+
+def run_arxiv(task: ShardTask, params: dict) -> ShardStats:
+    from stages.arxiv import extract_arxiv
+
+    return extract_arxiv(task.inputs[0], task.output, dropped_path=task.dropped, **params)
+
+
+def run_stackexchange_sites(task: ShardTask, params: dict) -> ShardStats:
+    from stages.stackexchange import count_posts
+
+    posts = count_posts(task.inputs[0])
+    with atomic_path(task.output) as tmp:
+        tmp.write_text(json.dumps({"site": task.shard, "posts": posts}) + "\n")
+    return ShardStats(docs_in=posts, docs_out=posts, counters=Counter(posts=posts))
+
+
+def run_stackexchange(task: ShardTask, params: dict) -> ShardStats:
+    from stages.stackexchange import extract_stackexchange
+
+    settings = {k: v for k, v in params.items() if k != "sites"}
+    return extract_stackexchange(task.inputs[0], task.output, dropped_path=task.dropped, **settings)
+
+
+def run_github(task: ShardTask, params: dict) -> ShardStats:
+    from stages.github import extract_github
+
+    settings = {k: v for k, v in params.items() if k != "partitions"}
+    return extract_github(task.inputs[0], task.output, dropped_path=task.dropped, **settings)
+
+
+def run_github_hash(task: ShardTask, params: dict) -> ShardStats:
+    from stages.github import hash_files
+
+    return hash_files(task.inputs[0], task.output, shard_index=task.index, partitions=params["partitions"])
+
+
+def run_github_find(task: ShardTask, params: dict) -> ShardStats:
+    from stages.github import find_duplicate_files
+
+    return find_duplicate_files(task.inputs, task.output, partition=task.index)
+
+
+def run_github_dedup(task: ShardTask, params: dict) -> ShardStats:
+    from stages.github import remove_duplicate_files
+
+    documents, *duplicates = task.inputs
+    return remove_duplicate_files(documents, duplicates, task.output, dropped_path=task.dropped)
+
+
+def run_books(task: ShardTask, params: dict) -> ShardStats:
+    from stages.books import extract_books
+
+    collection = task.shard.rsplit("-", 1)[0]
+    settings = {k: v for k, v in params.items() if k not in ("files_per_shard", "dedup")}
+    return extract_books(task.inputs, task.output, collection=collection, dropped_path=task.dropped, **settings)
 
 
 def run_langid(task: ShardTask, params: dict) -> ShardStats:
@@ -291,6 +419,44 @@ def run_near_dedup(task: ShardTask, params: dict) -> ShardStats:
     return remove_near_duplicates(documents, clusters, task.output, dropped_path=task.dropped)
 
 
+def minhash_dedup(name: str, documents: str, section: str, enabled: Callable[[RunConfig], bool]) -> list[StageSpec]:
+    """The four phases of MinHash near-duplicate removal over the shards of stage `documents`, with
+    the settings of `stages.<section>`: `<name>_signatures` (per shard), `<name>_pairs` (per band-key
+    partition), `<name>_clusters` (one task) and `<name>` (per shard: the deduplicated documents),
+    writing under `RUN_DIR/<name>/`."""
+
+    def plan_signatures(config: RunConfig, rows: Upstream) -> list[ShardTask]:
+        out = config.output_dir / name / "signatures"
+        return [ShardTask(r["shard"], [r["output"]], str(out / f"{r['shard']}.npy"), i)
+                for i, r in enumerate(rows[documents])]
+
+    def plan_pairs(config: RunConfig, rows: Upstream) -> list[ShardTask]:
+        out = config.output_dir / name / "pairs"
+        signatures = [r["output"] for r in rows[f"{name}_signatures"]]
+        return [ShardTask(part, signatures, str(out / f"{part}.npy"), p)
+                for p, part in enumerate(_partitions(config, section))]
+
+    def plan_clusters(config: RunConfig, rows: Upstream) -> list[ShardTask]:
+        pairs = [r["output"] for r in rows[f"{name}_pairs"]]
+        return [ShardTask("clusters", pairs, str(config.output_dir / name / "clusters"))]
+
+    def plan_removal(config: RunConfig, rows: Upstream) -> list[ShardTask]:
+        out = config.output_dir / name
+        clusters = rows[f"{name}_clusters"][0]["output"]
+        return [
+            ShardTask(r["shard"], [r["output"], f"{clusters}/shard-{i:05d}.npy"], str(out / f"{r['shard']}.parquet"), i,
+                      _dropped_path(config, name, r["shard"]))
+            for i, r in enumerate(rows[documents])
+        ]
+
+    return [
+        StageSpec(f"{name}_signatures", section, (documents,), plan_signatures, run_minhash, enabled=enabled),
+        StageSpec(f"{name}_pairs", section, (f"{name}_signatures",), plan_pairs, run_minhash_pairs, enabled=enabled),
+        StageSpec(f"{name}_clusters", section, (f"{name}_pairs",), plan_clusters, run_minhash_clusters, enabled=enabled),
+        StageSpec(name, section, (documents, f"{name}_clusters"), plan_removal, run_near_dedup, enabled=enabled),
+    ]
+
+
 def run_quality_model(task: ShardTask, params: dict) -> ShardStats:
     from stages.quality_classifier import train_quality_classifier
 
@@ -310,7 +476,8 @@ def run_quality_classifier(task: ShardTask, params: dict) -> ShardStats:
 def run_tokenizer(task: ShardTask, params: dict) -> ShardStats:
     from stages.tokenizer import train_tokenizer
 
-    return train_tokenizer(task.inputs, task.output, **params)
+    settings = {k: v for k, v in params.items() if k != "sample_bytes"}  # the planner made it sample_rates
+    return train_tokenizer(task.inputs, task.output, **settings)
 
 
 def run_tokenize(task: ShardTask, params: dict) -> ShardStats:
@@ -320,58 +487,98 @@ def run_tokenize(task: ShardTask, params: dict) -> ShardStats:
     return tokenize_shard(data, tokenizer, task.output, **params)
 
 
-def run_train(task: ShardTask, params: dict) -> ShardStats:
-    from stages.train import train_on_shards
+def run_mixture(task: ShardTask, params: dict) -> ShardStats:
+    from stages.mixture import write_mixture
 
-    *prefixes, tokenizer = task.inputs
-    return train_on_shards(prefixes, tokenizer, task.output, **params)
+    return write_mixture(task.inputs, task.output, sources=params["sources"], token_budget=params["token_budget"])
+
+
+def run_train(task: ShardTask, params: dict) -> ShardStats:
+    from stages.train import train_on_mixture
+
+    mixture, tokenizer = task.inputs
+    return train_on_mixture(mixture, tokenizer, task.output, **params)
 
 
 def _threads(key: str) -> Callable[[dict], dict]:
     return lambda params: {"num_cpus": params[key]}
 
 
-# The last document stages, last first: the first of them the run has enabled gives the clean documents.
-CLEAN_DOCUMENT_STAGES = ("quality_classifier", "near_dedup")
+# Each source's last document stages, last first: the first the run has enabled gives its clean documents.
+SOURCE_DOCUMENTS = {
+    "common_crawl": ("quality_classifier", "near_dedup"),
+    "wikipedia": ("wikipedia",),
+    "arxiv": ("arxiv",),
+    "stackexchange": ("stackexchange",),
+    "github": ("github_dedup",),
+    "books": ("books_dedup",),
+}
+CLEAN_DOCUMENT_STAGES = tuple(stage for stages in SOURCE_DOCUMENTS.values() for stage in stages)
 
 QUALITY_MODEL_SETTINGS = ("languages", "min_chars", "max_examples", "min_positives", "seed", "epoch", "lr",
                           "word_ngrams", "dim", "bucket", "min_count", "holdout_fraction", "quantize", "cutoff")
 
-STAGES: dict[str, StageSpec] = {
-    spec.name: spec
-    for spec in [
-        StageSpec("extract", "extract", (), plan_extract, run_extract),
-        StageSpec("wikipedia", "wikipedia", (), plan_wikipedia, run_wikipedia,
-                  enabled=lambda config: bool(config.inputs.wikipedia)),
-        StageSpec("langid", "langid", ("extract",), per_document_shard("langid", "extract"), run_langid),
-        StageSpec("line_dedup_hash", "line_dedup", ("langid",), plan_line_hash, run_line_hash),
-        StageSpec("line_dedup_find", "line_dedup", ("line_dedup_hash",), plan_line_find, run_line_find),
-        StageSpec("line_dedup", "line_dedup", ("langid", "line_dedup_find"), plan_line_dedup, run_line_dedup),
-        StageSpec("quality", "quality", ("line_dedup",), per_document_shard("quality", "line_dedup"), run_quality),
-        StageSpec("near_dedup_signatures", "near_dedup", ("quality",), plan_minhash, run_minhash),
-        StageSpec("near_dedup_pairs", "near_dedup", ("near_dedup_signatures",), plan_minhash_pairs, run_minhash_pairs),
-        StageSpec("near_dedup_clusters", "near_dedup", ("near_dedup_pairs",), plan_minhash_clusters,
-                  run_minhash_clusters),
-        StageSpec("near_dedup", "near_dedup", ("quality", "near_dedup_clusters"), plan_near_dedup, run_near_dedup),
-        StageSpec("quality_model", "quality_classifier", ("line_dedup", "wikipedia"), plan_quality_model,
-                  run_quality_model, enabled=lambda config: config.stages.quality_classifier.trains,
-                  settings=QUALITY_MODEL_SETTINGS),
-        StageSpec("quality_classifier", "quality_classifier", ("near_dedup", "quality_model"),
-                  plan_quality_classifier, run_quality_classifier,
-                  enabled=lambda config: config.stages.quality_classifier.enabled, settings=("threshold",)),
-        StageSpec("tokenizer", "tokenizer", CLEAN_DOCUMENT_STAGES, plan_tokenizer, run_tokenizer,
-                  _threads("num_threads")),
-        StageSpec("tokenize", "tokenize", (*CLEAN_DOCUMENT_STAGES, "tokenizer"), plan_tokenize, run_tokenize,
-                  _threads("num_threads"), lambda prefix: Path(prefix + ".idx")),
-        StageSpec("train", "train", ("tokenize", "tokenizer"), plan_train, run_train,
-                  lambda p: {"num_cpus": p["threads"], "num_gpus": 1 if p["device"] == "cuda" else 0}),
-    ]
-}
+GITHUB_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar", ".parquet", ".jsonl.gz", ".jsonl")
+
+
+def _has_inputs(source: str) -> Callable[[RunConfig], bool]:
+    return lambda config: bool(getattr(config.inputs, source))
+
+
+SPECS = [
+    # Common Crawl
+    StageSpec("extract", "extract", (), _one_shard_per_input("extract", "common_crawl", (".gz", ".warc")), run_extract),
+    StageSpec("langid", "langid", ("extract",), per_document_shard("langid", "extract"), run_langid),
+    StageSpec("line_dedup_hash", "line_dedup", ("langid",), plan_line_hash, run_line_hash),
+    StageSpec("line_dedup_find", "line_dedup", ("line_dedup_hash",), plan_line_find, run_line_find),
+    StageSpec("line_dedup", "line_dedup", ("langid", "line_dedup_find"), plan_line_dedup, run_line_dedup),
+    StageSpec("quality", "quality", ("line_dedup",), per_document_shard("quality", "line_dedup"), run_quality),
+    *minhash_dedup("near_dedup", "quality", "near_dedup", enabled=lambda config: True),
+    # Wikipedia, and the quality classifier it trains
+    StageSpec("wikipedia", "wikipedia", (), _one_shard_per_input("wikipedia", "wikipedia", (".bz2", ".xml")),
+              run_wikipedia, enabled=_has_inputs("wikipedia")),
+    StageSpec("quality_model", "quality_classifier", ("line_dedup", "wikipedia"), plan_quality_model,
+              run_quality_model, enabled=lambda config: config.stages.quality_classifier.trains,
+              settings=QUALITY_MODEL_SETTINGS),
+    StageSpec("quality_classifier", "quality_classifier", ("near_dedup", "quality_model"),
+              plan_quality_classifier, run_quality_classifier,
+              enabled=lambda config: config.stages.quality_classifier.enabled, settings=("threshold",)),
+    # The other sources
+    StageSpec("arxiv", "arxiv", (), _one_shard_per_input("arxiv", "arxiv", (".gz", ".tgz", ".tar", ".tex"), directories=True),
+              run_arxiv, enabled=_has_inputs("arxiv")),
+    StageSpec("stackexchange_sites", "stackexchange", (), plan_stackexchange_sites, run_stackexchange_sites,
+              enabled=_has_inputs("stackexchange"), settings=()),
+    StageSpec("stackexchange", "stackexchange", ("stackexchange_sites",), plan_stackexchange, run_stackexchange,
+              enabled=_has_inputs("stackexchange")),
+    StageSpec("github", "github", (), _one_shard_per_input("github", "github", GITHUB_SUFFIXES, directories=True),
+              run_github, enabled=_has_inputs("github")),
+    StageSpec("github_dedup_hash", "github", ("github",), plan_github_hash, run_github_hash,
+              enabled=_has_inputs("github"), settings=("partitions",)),
+    StageSpec("github_dedup_find", "github", ("github_dedup_hash",), plan_github_find, run_github_find,
+              enabled=_has_inputs("github"), settings=("partitions",)),
+    StageSpec("github_dedup", "github", ("github", "github_dedup_find"), plan_github_dedup, run_github_dedup,
+              enabled=_has_inputs("github"), settings=("partitions",)),
+    StageSpec("books", "books", (), plan_books, run_books, enabled=_has_inputs("books")),
+    *minhash_dedup("books_dedup", "books", "books.dedup", enabled=_has_inputs("books")),
+    # Tokenizer, token shards, training
+    StageSpec("tokenizer", "tokenizer", CLEAN_DOCUMENT_STAGES, plan_tokenizer, run_tokenizer, _threads("num_threads"),
+              also=("mixture",)),
+    StageSpec("tokenize", "tokenize", (*CLEAN_DOCUMENT_STAGES, "tokenizer"), plan_tokenize, run_tokenize,
+              _threads("num_threads")),
+    StageSpec("mixture", "mixture", ("tokenize",), plan_mixture, run_mixture, also=("train",)),
+    StageSpec("train", "train", ("mixture", "tokenizer"), plan_train, run_train,
+              lambda p: {"num_cpus": p["threads"], "num_gpus": 1 if p["device"] == "cuda" else 0}),
+]
+STAGES: dict[str, StageSpec] = {spec.name: spec for spec in SPECS}
 STAGE_ORDER = list(STAGES)
-# `--stages line_dedup` (and `make line_dedup`) runs every phase of the corpus-wide dedups.
+# `--stages line_dedup` (and `make line_dedup`) runs every phase of a multi-phase step; a source's
+# name runs all of that source's stages.
 STAGE_GROUPS = {
     "line_dedup": ["line_dedup_hash", "line_dedup_find", "line_dedup"],
     "near_dedup": ["near_dedup_signatures", "near_dedup_pairs", "near_dedup_clusters", "near_dedup"],
+    "stackexchange": ["stackexchange_sites", "stackexchange"],
+    "github": ["github", "github_dedup_hash", "github_dedup_find", "github_dedup"],
+    "books": ["books", "books_dedup_signatures", "books_dedup_pairs", "books_dedup_clusters", "books_dedup"],
 }
 
 

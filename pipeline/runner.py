@@ -25,7 +25,7 @@ import ray
 from manifests.schema import DONE, FAILED
 from manifests.store import read_manifest, write_manifest
 from pipeline.config import ConfigError, RunConfig
-from pipeline.registry import STAGE_ORDER, STAGES, ShardTask, StageSpec, expand_stages
+from pipeline.registry import STAGE_ORDER, STAGES, ShardTask, StageSpec, expand_stages, section_of
 
 log = logging.getLogger("pipeline")
 DISABLED = "disabled"
@@ -60,7 +60,7 @@ def execute_shard(stage: str, task: ShardTask, params: dict, config_hash: str) -
     """Run one shard and describe it as a manifest row. Runs inside a Ray worker."""
     start = time.perf_counter()
     try:
-        stats = STAGES[stage].run(task, params).check()
+        stats = STAGES[stage].run(task, {**params, **task.options}).check()
         outcome = {**asdict(stats), "dropped": dict(stats.dropped), "counters": dict(stats.counters)}
     except Exception:
         outcome = {"status": FAILED, "error": traceback.format_exc(limit=-8)}
@@ -76,7 +76,10 @@ def stage_hashes(config: RunConfig) -> dict[str, str]:
             hashes[name] = DISABLED
             continue
         upstream = ",".join(hashes[n] for n in spec.needs)
-        payload = json.dumps({"stage": name, "params": spec.params(config), "upstream": upstream}, sort_keys=True)
+        params = spec.params(config)
+        if spec.also:
+            params = {**params, "also": {s: section_of(config, s).model_dump() for s in spec.also}}
+        payload = json.dumps({"stage": name, "params": params, "upstream": upstream}, sort_keys=True)
         hashes[name] = hashlib.sha256(payload.encode()).hexdigest()[:16]
     return hashes
 

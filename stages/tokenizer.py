@@ -1,7 +1,9 @@
 """Tokenizer training: a SentencePiece BPE model trained on a deterministic sample of the documents.
 
-Documents are sampled by a hash of their id at the rate that makes the sample about `sample_bytes`
-of text, so the sample is spread over every shard and is the same for the same inputs. Every
+Each input shard has a sampling rate, which the planner sets from the mixture so that each source
+gives its weight's share of about `sample_bytes` of text (all of a source that has less). Documents
+are sampled by a hash of their id, so the sample is spread over every shard and is the same for the
+same inputs; they stream into SentencePiece a paragraph at a time, never all held in memory. Every
 document is accounted for: `docs_out` counts the documents trained on, the rest are `not_sampled`.
 """
 
@@ -38,27 +40,33 @@ def sentencepiece_lines(text: str) -> Iterator[str]:
             yield from (line[i : i + chars] for i in range(0, len(line), chars))
 
 
+def sampling_rates(source_bytes: dict[str, int], weights: dict[str, float], sample_bytes: int) -> dict[str, float]:
+    """Each source's document sampling rate: its weight's share of `sample_bytes`, at most all of it."""
+    total = sum(weights[s] for s in source_bytes)
+    return {s: min(1.0, sample_bytes * weights[s] / total / max(1, n)) for s, n in source_bytes.items()}
+
+
 def train_tokenizer(
     inputs: list[str],
     output_path: str,
     *,
+    sample_rates: list[float],
     vocab_size: int,
-    sample_bytes: int,
     character_coverage: float,
     num_threads: int,
     seed: int,
 ) -> ShardStats:
     stats = ShardStats()
-    rate = min(1.0, sample_bytes / max(1, sum(text_bytes(p) for p in inputs)))
 
     def paragraphs() -> Iterator[str]:
-        for path in inputs:
+        for path, rate in zip(inputs, sample_rates, strict=True):
             for doc in read_documents(path, columns=["id", "text"]):
                 stats.docs_in += 1
                 if not is_sampled(doc["id"], seed, rate):
                     stats.drop("not_sampled")
                     continue
                 stats.docs_out += 1
+                stats.counters["sampled_chars"] += len(doc["text"])
                 yield from sentencepiece_lines(doc["text"])
 
     train_sentencepiece(

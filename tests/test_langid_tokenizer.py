@@ -1,5 +1,7 @@
 """Language ID, tokenizer training and tokenization on real extracted pages (no Ray)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -8,8 +10,8 @@ from classifiers.tokenizer import BOS_ID, EOS_ID, MAX_SENTENCE_BYTES, UNK_ID, lo
 from stages.documents import read_documents
 from stages.extract import extract_warc
 from stages.langid import identify_languages
-from stages.tokenize import tokenize_shard
-from stages.tokenizer import sentencepiece_lines, train_tokenizer
+from stages.tokenize import read_parts, tokenize_shard
+from stages.tokenizer import sampling_rates, sentencepiece_lines, text_bytes, train_tokenizer
 from tests.support import LID_MODEL, SAMPLES
 from trainer.indexed_dataset import IndexedDataset
 
@@ -40,9 +42,8 @@ def english(extracted, tmp_path_factory):
 @pytest.fixture(scope="module")
 def tokenizer_model(english, tmp_path_factory):
     model = tmp_path_factory.mktemp("tokenizer") / "tokenizer.model"
-    stats = train_tokenizer(
-        english, str(model), vocab_size=1000, sample_bytes=10**9, character_coverage=0.9999, num_threads=1, seed=0
-    )
+    stats = train_tokenizer(english, str(model), sample_rates=[1.0] * len(english), vocab_size=1000,
+                            character_coverage=0.9999, num_threads=1, seed=0)
     assert stats.docs_out == stats.docs_in > 0
     return model
 
@@ -103,30 +104,60 @@ def test_tokenizer_splits_digits_and_falls_back_to_bytes(tokenizer_model):
 
 def test_tokenizer_training_is_deterministic(english, tokenizer_model, tmp_path):
     again = tmp_path / "again.model"
-    train_tokenizer(english, str(again), vocab_size=1000, sample_bytes=10**9, character_coverage=0.9999,
-                    num_threads=1, seed=0)
+    train_tokenizer(english, str(again), sample_rates=[1.0] * len(english), vocab_size=1000,
+                    character_coverage=0.9999, num_threads=1, seed=0)
     assert again.read_bytes() == tokenizer_model.read_bytes()
 
 
-def test_tokenizer_sample_is_bounded_and_every_document_counted(english, tmp_path):
-    stats = train_tokenizer(english, str(tmp_path / "small.model"), vocab_size=500, sample_bytes=60_000,
-                            character_coverage=0.9999, num_threads=1, seed=0)
+def test_tokenizer_sample_follows_the_rates_and_every_document_is_counted(english, tmp_path):
+    sizes = {path: text_bytes(path) for path in english}
+    rates = sampling_rates(sizes, {path: 1.0 for path in english}, sample_bytes=60_000)
+    assert all(0 < rate < 1 for rate in rates.values())
+    stats = train_tokenizer(english, str(tmp_path / "small.model"), sample_rates=[rates[p] for p in english],
+                            vocab_size=500, character_coverage=0.9999, num_threads=1, seed=0)
     assert 0 < stats.docs_out < stats.docs_in
     assert stats.dropped["not_sampled"] == stats.docs_in - stats.docs_out
+    assert 30_000 < stats.counters["sampled_chars"] < 120_000  # about 60,000 bytes of mostly ASCII text
+
+
+def test_sampling_rates_split_the_sample_by_weight():
+    rates = sampling_rates({"big": 10_000_000, "small": 100_000, "tiny": 1_000}, {"big": 0.8, "small": 0.1, "tiny": 0.1},
+                           sample_bytes=1_000_000)
+    assert rates["big"] == pytest.approx(800_000 / 10_000_000)
+    assert rates["small"] == pytest.approx(1.0)  # 100,000 asked of 100,000
+    assert rates["tiny"] == 1.0  # asked for more than it has: all of it
 
 
 def test_tokenize_writes_one_bos_eos_sequence_per_document(english, tokenizer_model, tmp_path):
-    prefix = tmp_path / "tokens"
-    stats = tokenize_shard(english[0], str(tokenizer_model), str(prefix), batch_docs=7, num_threads=1)
+    stats = tokenize_shard(english[0], str(tokenizer_model), str(tmp_path / "tokens"), batch_docs=7, num_threads=1,
+                           max_part_bytes=1 << 30)
     documents = list(read_documents(english[0]))
-    dataset = IndexedDataset(prefix)
+    [part] = read_parts(tmp_path / "tokens")
+    dataset = IndexedDataset(part["prefix"])
     sp = load_tokenizer(tokenizer_model)
-    assert len(dataset) == stats.docs_out == len(documents)
-    assert dataset.dtype == np.uint16 and dataset.num_tokens == stats.tokens
+    assert len(dataset) == stats.docs_out == len(documents) == part["documents"]
+    assert dataset.dtype == np.uint16 and dataset.num_tokens == stats.tokens == part["tokens"]
     for i in (0, len(dataset) - 1):
         sequence = dataset[i].tolist()
         assert sequence[0] == BOS_ID and sequence[-1] == EOS_ID
         assert sp.decode(sequence[1:-1]) == documents[i]["text"]
+
+
+def test_tokenize_cuts_parts_at_the_size_limit(english, tokenizer_model, tmp_path):
+    whole = tokenize_shard(english[0], str(tokenizer_model), str(tmp_path / "whole"), batch_docs=7, num_threads=1,
+                           max_part_bytes=1 << 30)
+    limit = 20_000
+    stats = tokenize_shard(english[0], str(tokenizer_model), str(tmp_path / "parts"), batch_docs=7, num_threads=1,
+                           max_part_bytes=limit)
+    parts = read_parts(tmp_path / "parts")
+    assert len(parts) == stats.counters["parts"] > 2
+    assert sum(p["tokens"] for p in parts) == stats.tokens == whole.tokens
+    sizes = [Path(p["prefix"] + ".bin").stat().st_size for p in parts]
+    # A part goes over the limit only when one document alone does.
+    assert all(size <= limit or p["documents"] == 1 for size, p in zip(sizes, parts))
+    [single] = read_parts(tmp_path / "whole")
+    joined = [seq.tolist() for p in parts for seq in IndexedDataset(p["prefix"])]
+    assert joined == [seq.tolist() for seq in IndexedDataset(single["prefix"])]
 
 
 def test_long_lines_are_cut_to_sentencepiece_limit_not_skipped():

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainer.data import PackedDataset, iterate_batches, open_datasets
+from trainer.data import BlendedSamples, PackedDataset, blend_order, iterate_batches, open_datasets
 from trainer.indexed_dataset import IndexedDataset, IndexedDatasetWriter, best_dtype
 from trainer.model import PRESETS, ModelConfig, Transformer, apply_rotary, rotary_tables
 from trainer.train import TrainConfig, build_optimizer, learning_rate, load_checkpoint, main, train
@@ -231,25 +231,54 @@ def test_packing_is_deterministic_for_a_seed(two_datasets):
 def test_batches_cycle_epochs_with_new_shuffles(two_datasets):
     datasets = open_datasets(two_datasets[0])
     seq_len, batch_size, seed = 4, 3, 11
-    per_epoch = len(PackedDataset(datasets, seq_len, seed)) // batch_size
+    per_epoch = len(PackedDataset(datasets, seq_len, seed))
 
-    def take(n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        batches = iterate_batches(datasets, seq_len, batch_size, seed)
+    def take(n: int, start: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        batches = iterate_batches([(1.0, datasets)], seq_len, batch_size, seed, start=start)
         return [next(batches) for _ in range(n)]
 
-    batches = take(per_epoch + 2)
+    batches = take(per_epoch // batch_size + 2)
     for inputs, targets in batches:
         assert inputs.shape == targets.shape == (batch_size, seq_len)
         assert inputs.dtype == torch.int64
         assert torch.equal(inputs[:, 1:], targets[:, :-1])
+    rows = [row.tolist() for inputs, _ in batches for row in inputs]
     first_epoch = PackedDataset(datasets, seq_len, seed)
     second_epoch = PackedDataset(datasets, seq_len, seed + 1)
-    assert batches[0][0][0].tolist() == first_epoch.sample(0)[:-1].tolist()
-    assert batches[per_epoch][0][0].tolist() == second_epoch.sample(0)[:-1].tolist()
-    assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, take(per_epoch + 2)))
+    assert rows[0] == first_epoch.sample(0)[:-1].tolist()
+    assert rows[per_epoch] == second_epoch.sample(0)[:-1].tolist()  # the next pass, reshuffled
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, take(len(batches))))
+    # Starting at batch b gives exactly the batches from b on.
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(batches[3:], take(len(batches) - 3, start=3)))
 
-    with pytest.raises(ValueError, match="cannot fill one batch"):
-        next(iterate_batches(datasets, seq_len=64, batch_size=8, seed=0))
+    with pytest.raises(ValueError, match="cannot fill one sample"):
+        next(iterate_batches([(1.0, datasets)], seq_len=10_000, batch_size=8, seed=0))
+
+
+def test_blend_follows_the_weights_in_every_prefix():
+    order = blend_order([0.7, 0.2, 0.1], 1000)
+    for n in (10, 100, 1000):
+        counts = np.bincount(order[:n], minlength=3)
+        assert np.all(np.abs(counts - np.array([0.7, 0.2, 0.1]) * n) <= 1)
+
+
+def test_blended_batches_draw_each_source_by_weight(two_datasets):
+    a, b = open_datasets(two_datasets[0][:1]), open_datasets(two_datasets[0][1:])
+    blend = BlendedSamples([(3.0, a), (1.0, b)], seq_len=4, seed=0)
+    n = 12
+    order = blend_order([3.0, 1.0], n)
+    assert list(np.bincount(order)) == [9, 3]
+    # Each source's samples in its own order, epoch after epoch (b has 2 samples a pass).
+    streams = [
+        [PackedDataset(a, 4, e).sample(i).tolist() for e in range(2) for i in range(len(PackedDataset(a, 4, e)))],
+        [PackedDataset(b, 4, e).sample(i).tolist() for e in range(2) for i in range(len(PackedDataset(b, 4, e)))],
+    ]
+    assert len(PackedDataset(b, 4, 0)) == 2
+    taken = [0, 0]
+    for k in range(n):
+        source = order[k]
+        assert blend.sample(k).tolist() == streams[source][taken[source]]
+        taken[source] += 1
 
 
 # --- training ----------------------------------------------------------------------------------
@@ -287,7 +316,7 @@ def test_training_lowers_loss_and_checkpoint_restores_model(tmp_path):
     config = TrainConfig(
         preset="tiny", seq_len=64, batch_size=8, steps=40, lr=3e-3, warmup_steps=5, log_every=10
     )
-    summary = train([str(tmp_path / "text")], vocab_size=256, out_dir=str(tmp_path / "run"), config=config)
+    summary = train([(1.0, [str(tmp_path / "text")])], vocab_size=256, out_dir=str(tmp_path / "run"), config=config)
 
     log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
     assert [record["step"] for record in log] == list(range(40))
@@ -305,7 +334,7 @@ def test_training_lowers_loss_and_checkpoint_restores_model(tmp_path):
     assert checkpoint["optimizer"]["state"]
     rebuilt = Transformer(ModelConfig(**checkpoint["model_config"]))
     rebuilt.load_state_dict(checkpoint["model"])
-    inputs, targets = next(iterate_batches(open_datasets([tmp_path / "text"]), 64, 8, seed=0))
+    inputs, targets = next(iterate_batches([(1.0, open_datasets([tmp_path / "text"]))], 64, 8, seed=0))
     with torch.no_grad():
         logits, loss = model(inputs, targets)
         assert torch.equal(logits, rebuilt(inputs)[0])

@@ -87,7 +87,8 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[Transformer,
     return model, checkpoint
 
 
-def train(data_prefixes: list[str], vocab_size: int, out_dir: str, config: TrainConfig) -> dict:
+def train(data: list[tuple[float, list[str]]], vocab_size: int, out_dir: str, config: TrainConfig) -> dict:
+    """Train on `data`, a blend of (weight, indexed dataset prefixes) per source."""
     if config.preset not in PRESETS:
         raise ValueError(f"unknown preset {config.preset!r}; choose from {list(PRESETS)}")
     if config.threads:
@@ -102,8 +103,8 @@ def train(data_prefixes: list[str], vocab_size: int, out_dir: str, config: Train
     )
     model = Transformer(model_config).to(device)
     optimizer = build_optimizer(model, config)
-    datasets = open_datasets(data_prefixes)
-    batches = iterate_batches(datasets, config.seq_len, config.batch_size, config.seed)
+    sources = [(weight, open_datasets(prefixes)) for weight, prefixes in data]
+    batches = iterate_batches(sources, config.seq_len, config.batch_size, config.seed)
     params = model.num_params(non_embedding=False)
     print(f"model {config.preset}: {params:,} parameters ({model.num_params():,} non-embedding)")
 
@@ -161,9 +162,9 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m trainer.train",
         description="Train a LLaMA-architecture model on Megatron indexed datasets.",
     )
-    parser.add_argument(
-        "--data", nargs="+", required=True, metavar="PREFIX", help="indexed dataset prefixes (.bin/.idx)"
-    )
+    data = parser.add_mutually_exclusive_group(required=True)
+    data.add_argument("--data", nargs="+", metavar="PREFIX", help="indexed dataset prefixes (.bin/.idx), one source")
+    data.add_argument("--mixture", metavar="DIR", help="a run's mixture directory: its sources blended by weight")
     parser.add_argument("--vocab-size", type=int, required=True)
     parser.add_argument("--out", required=True, help="directory for train_log.jsonl and checkpoint.pt")
     parser.add_argument("--preset", choices=list(PRESETS), default=defaults.preset)
@@ -189,7 +190,13 @@ def main(argv: list[str] | None = None) -> None:
         log_every=args.log_every,
         threads=args.threads,
     )
-    summary = train(args.data, args.vocab_size, args.out, config)
+    if args.mixture:
+        from stages.mixture import read_blend
+
+        blend = [(source["weight"], source["prefixes"]) for source in read_blend(args.mixture)]
+    else:
+        blend = [(1.0, args.data)]
+    summary = train(blend, args.vocab_size, args.out, config)
     print(json.dumps(summary))
 
 

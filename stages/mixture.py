@@ -1,0 +1,96 @@
+"""The data mix: from the tokens each source has, the share of the training tokens it gets, in
+the form LLaMA's Table 1 reports it, and the blend files the trainers take.
+
+Each source is given a sampling proportion (`weight`) or a number of passes (`epochs`). Sources
+given epochs take epochs x their tokens of the budget; the rest of the budget is split among the
+weighted sources by their weights, renormalised over the sources the run has. A source's epochs are
+then its tokens in the budget over the tokens it has (LLaMA: Wikipedia 2.45, Books 2.23).
+
+Written to the output directory:
+    mixture.json            the table and the blend: per source its token shards and weight
+    megatron_data_path.txt  `w1 prefix1 w2 prefix2 ...` for Megatron-LM's --data-path, a weight
+                            per token shard (the source's share split over its shards by tokens)
+    mixture.md              the table, as printed
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from stages.accounting import ShardStats
+from stages.documents import atomic_dir
+from stages.tokenize import read_parts
+
+MIXTURE_FILE = "mixture.json"
+
+
+def realise(tokens: dict[str, int], shares: dict[str, dict], budget: int) -> dict[str, dict]:
+    """{source: {tokens, budget_tokens, share, epochs}} for the sources that have tokens."""
+    missing = sorted(s for s in tokens if s not in shares)
+    if missing:
+        raise ValueError(f"no weight or epochs for source(s) {missing} in stages.mixture.sources")
+    present = {s: shares[s] for s, n in tokens.items() if n > 0}
+    fixed = {s: share["epochs"] * tokens[s] for s, share in present.items() if share["epochs"] is not None}
+    weighted = {s: share["weight"] for s, share in present.items() if share["weight"] is not None}
+    rest = budget - sum(fixed.values())
+    if rest < 0 or (rest > 0 and not weighted):
+        raise ValueError(
+            f"the sources given epochs need {sum(fixed.values()):,.0f} tokens of a {budget:,} token budget "
+            f"and {len(weighted)} sources are weighted: give a budget that fits, or weights"
+        )
+    total_weight = sum(weighted.values())
+    planned = {**fixed, **{s: rest * w / total_weight for s, w in weighted.items()}}
+    return {
+        s: {"tokens": tokens[s], "budget_tokens": planned[s], "share": planned[s] / budget,
+            "epochs": planned[s] / tokens[s]}
+        for s in sorted(planned, key=lambda s: -planned[s])
+    }
+
+
+def format_table(table: dict[str, dict], disk_bytes: dict[str, int], budget: int) -> str:
+    lines = [
+        f"Data mix for a budget of {budget:,} tokens",
+        "",
+        "| source | tokens | sampling prop. | epochs | disk size |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for source, row in table.items():
+        lines.append(
+            f"| {source} | {row['tokens']:,} | {row['share']:.1%} | {row['epochs']:.2f} | "
+            f"{disk_bytes[source] / 1e6:,.2f} MB |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_mixture(
+    token_dirs: list[str], output_dir: str, *, sources: dict[str, dict], token_budget: int
+) -> ShardStats:
+    """From the tokenize stage's shard directories (`<...>/<source>/<shard>`, each with its
+    parts.json), write the mixture files to `output_dir`."""
+    parts_of: dict[str, list[dict]] = {}
+    for directory in token_dirs:
+        parts_of.setdefault(Path(directory).parent.name, []).extend(read_parts(directory))
+    tokens = {s: sum(p["tokens"] for p in parts) for s, parts in parts_of.items()}
+    disk = {s: sum(Path(p["prefix"] + ".bin").stat().st_size for p in parts) for s, parts in parts_of.items()}
+    table = realise(tokens, sources, token_budget)
+
+    blend, megatron = [], []
+    for source, row in table.items():
+        shards = [p for p in parts_of[source] if p["tokens"]]
+        blend.append({"source": source, "weight": row["share"], "prefixes": [p["prefix"] for p in shards]})
+        megatron += [f"{row['share'] * p['tokens'] / row['tokens']:.10g} {p['prefix']}" for p in shards]
+    documents = sum(p["documents"] for parts in parts_of.values() for p in parts)
+    with atomic_dir(output_dir) as tmp:
+        payload = {"token_budget": token_budget, "table": table, "blend": blend}
+        (tmp / MIXTURE_FILE).write_text(json.dumps(payload, indent=1) + "\n")
+        (tmp / "megatron_data_path.txt").write_text(" ".join(megatron) + "\n")
+        (tmp / "mixture.md").write_text(format_table(table, disk, token_budget))
+    stats = ShardStats(docs_in=documents, docs_out=documents, tokens=sum(tokens.values()))
+    stats.counters.update({f"tokens_{s}": n for s, n in tokens.items()})
+    return stats
+
+
+def read_blend(output_dir: str | Path) -> list[dict]:
+    """[{source, weight, prefixes}] from a mixture directory."""
+    return json.loads((Path(output_dir) / MIXTURE_FILE).read_text())["blend"]
