@@ -130,9 +130,10 @@ def main() -> None:
     names = list(texts)
     for i in range(len(names)):
         for j in range(i + 1, len(names)):
-            a, b = hasher.signatures([texts[names[i]], texts[names[j]]])
-            print(f"unrelated {names[i]} / {names[j]}: exact {exact_jaccard(hasher, texts[names[i]], texts[names[j]]):.3f}"
-                  f", estimate {float(nd.estimate_jaccard(a, b)):.3f}")
+            x, y = texts[names[i]], texts[names[j]]
+            a, b = hasher.signatures([x, y])
+            print(f"unrelated {names[i]} / {names[j]}: exact {exact_jaccard(hasher, x, y):.3f}, "
+                  f"estimate {float(nd.estimate_jaccard(a, b)):.3f}")
 
 
 if __name__ == "__main__":

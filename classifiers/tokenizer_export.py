@@ -23,14 +23,21 @@ How SentencePiece's encoding is reproduced:
   one BPE word. Newlines, tabs and runs of spaces are kept (identity normalization,
   remove_extra_whitespaces=False).
 - Merges: SentencePiece repeatedly merges the adjacent pair whose concatenation is the piece with
-  the highest score. Every split of every normal piece into two normal pieces is a merge, ranked by
-  that piece's score (ties, the splits of one piece, by piece id then shorter left part). Control,
-  unknown and byte pieces never take part in merges.
+  the highest score, the leftmost on a tie. Every split of every normal piece into two normal pieces
+  is a merge, ranked by that piece's score (the splits of one piece by shorter left part). Control,
+  unknown and byte pieces never take part in merges. (`tokenizers` ranks the splits of one piece
+  apart where SentencePiece takes the leftmost, which could differ only where two splits of one
+  piece overlap, as "ab|a" and "a|ba" in "ab a ba"; no sample text does.)
 - Byte fallback: a character that is no piece becomes its UTF-8 bytes as `<0xNN>` pieces, never unk.
 - Special tokens are not parsed out of text (`split_special_tokens: true`): SentencePiece encodes a
   literal "<s>" in text as characters, not as BOS.
 - Decoding: "▁" to space, byte pieces to bytes, and one leading space (the dummy prefix) stripped.
   `clean_up_tokenization_spaces` is off, which would otherwise delete spaces before punctuation.
+
+transformers 5.x's `LlamaTokenizer` (the same class as `LlamaTokenizerFast`) also loads the
+directory, taking vocab and merges from tokenizer.json but building its own Metaspace pre-tokenizer:
+its ids are SentencePiece's except for text that starts with a space or "▁", where it loses one
+space. Use AutoTokenizer (or `PreTrainedTokenizerFast`) for SentencePiece's ids.
 
 Only models with LLaMA's settings are accepted (BPE, byte fallback, identity normalization,
 remove_extra_whitespaces off, unk/bos/eos present, no user-defined or unused pieces); anything else
@@ -50,7 +57,7 @@ from stages.documents import atomic_dir
 SPIECE_UNDERLINE = "▁"
 HF_FILES = ("special_tokens_map.json", "tokenizer.json", "tokenizer.model", "tokenizer_config.json")
 # tokenizer_config.json names the generic tokenizers-backed class: transformers 5.x loads tokenizer.json
-# as it is (`TokenizersBackend`, which `PreTrainedTokenizerFast` names), and so does 4.x. Naming
+# as it is (`TokenizersBackend`, which `PreTrainedTokenizerFast` names; 4.x has the class too). Naming
 # `LlamaTokenizer` would make AutoTokenizer rebuild the pipeline with a Metaspace pre-tokenizer.
 TOKENIZER_CLASS = "PreTrainedTokenizerFast"
 
@@ -61,6 +68,10 @@ _TRAINER_FIELDS = {  # name: (field number, default)
     "model_type": (3, 1),  # UNIGRAM = 1, BPE = 2, WORD = 3, CHAR = 4
     "treat_whitespace_as_suffix": (24, 0),
     "byte_fallback": (35, 0),
+    "unk_id": (40, 0),
+    "bos_id": (41, 1),
+    "eos_id": (42, 2),
+    "pad_id": (43, -1),
 }
 _NORMALIZER_FIELDS = {
     "name": (1, b""),
@@ -100,12 +111,13 @@ def export_hf_tokenizer(model_path: str | Path, output_dir: str | Path) -> Path:
 def hf_tokenizer_files(model_bytes: bytes) -> dict[str, bytes]:
     """The export's files, name to content, for a serialized SentencePiece model."""
     model = read_model(model_bytes)
-    sp = spm.SentencePieceProcessor(model_proto=model_bytes)
-    _check_supported(model, sp)
-    pieces = model["pieces"]
+    _check_supported(model)
+    spm.SentencePieceProcessor(model_proto=model_bytes)  # SentencePiece's own checks
+    pieces, trainer = model["pieces"], model["trainer"]
     add_dummy_prefix = bool(model["normalizer"]["add_dummy_prefix"])
-    unk, bos, eos = (pieces[i][0] for i in (sp.unk_id(), sp.bos_id(), sp.eos_id()))
-    pad = pieces[sp.pad_id()][0] if sp.pad_id() >= 0 else None
+    bos_id = trainer["bos_id"]
+    unk, bos, eos = (pieces[trainer[key]][0] for key in ("unk_id", "bos_id", "eos_id"))
+    pad = pieces[trainer["pad_id"]][0] if trainer["pad_id"] >= 0 else None
     special = [(i, piece) for i, (piece, _, kind) in enumerate(pieces) if kind in (_UNKNOWN, _CONTROL)]
     token_flags = {"single_word": False, "lstrip": False, "rstrip": False, "normalized": False, "special": True}
 
@@ -134,7 +146,7 @@ def hf_tokenizer_files(model_bytes: bytes) -> dict[str, bytes]:
                 {"SpecialToken": {"id": bos, "type_id": 1}},
                 {"Sequence": {"id": "B", "type_id": 1}},
             ],
-            "special_tokens": {bos: {"id": bos, "ids": [sp.bos_id()], "tokens": [bos]}},
+            "special_tokens": {bos: {"id": bos, "ids": [bos_id], "tokens": [bos]}},
         },
         "decoder": {"type": "Sequence", "decoders": decoders},
         "model": {
@@ -215,10 +227,13 @@ def read_model(model_bytes: bytes) -> dict:
         specs[key] = {name: values.get(field, [default])[-1] for name, (field, default) in names.items()}
     for key in ("normalizer", "denormalizer"):
         specs[key]["name"] = specs[key]["name"].decode("utf-8")
+    for key in ("unk_id", "bos_id", "eos_id", "pad_id"):  # int32: negative values take 10 bytes
+        value = specs["trainer"][key]
+        specs["trainer"][key] = value - (1 << 64) if value >= 1 << 63 else value
     return specs
 
 
-def _check_supported(model: dict, sp: spm.SentencePieceProcessor) -> None:
+def _check_supported(model: dict) -> None:
     trainer, normalizer, denormalizer = model["trainer"], model["normalizer"], model["denormalizer"]
     problems = []
     if trainer["model_type"] != _BPE:
@@ -235,12 +250,15 @@ def _check_supported(model: dict, sp: spm.SentencePieceProcessor) -> None:
         problems.append("escape_whitespaces is off")
     if denormalizer["precompiled_charsmap"]:
         problems.append("it has denormalization rules")
-    for name, token_id in (("unk", sp.unk_id()), ("bos", sp.bos_id()), ("eos", sp.eos_id())):
-        if token_id < 0:
-            problems.append(f"it has no {name} piece")
     kinds = [kind for _, _, kind in model["pieces"]]
-    if len(kinds) != sp.get_piece_size():
-        problems.append("its pieces could not be read")
+    expected = {"unk_id": (_UNKNOWN, "an unknown"), "bos_id": (_CONTROL, "a control"),
+                "eos_id": (_CONTROL, "a control"), "pad_id": (_CONTROL, "a control")}
+    for key, (kind, name) in expected.items():
+        token_id = trainer[key]
+        if key == "pad_id" and token_id < 0:
+            continue  # LLaMA has no padding id
+        if not 0 <= token_id < len(kinds) or kinds[token_id] != kind:
+            problems.append(f"{key} {token_id} is not {name} piece")
     odd = sorted({kind for kind in kinds if kind not in (_NORMAL, _UNKNOWN, _CONTROL, _BYTE)})
     if odd:
         problems.append(f"it has user-defined or unused pieces (types {odd})")

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from stages import books, github
 from stages.wikipedia import LLAMA_LANGUAGES
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -147,6 +148,7 @@ class NearDedupParams(Section):
     ngram: PositiveInt = 5
     seed: int = 1
     partitions: PositiveInt = 16
+    batch_size: PositiveInt = Field(default=1024, description="documents hashed at once (memory: their shingles)")
     verify: bool = Field(default=True, description="drop candidate pairs whose estimated Jaccard is under threshold")
     threshold: Fraction | None = Field(default=None, description="Jaccard threshold; null: the bands/rows S-curve's")
 
@@ -170,19 +172,41 @@ class StackExchangeParams(Section):
 
 
 class GithubParams(Section):
-    """stages.github.extract_github's options, and the corpus-wide exact dedup."""
+    """stages.github.extract_github's options (GUIDE thresholds), and the corpus-wide exact dedup."""
 
+    licenses: list[str] = Field(default=list(github.ALLOWED_LICENSES), min_length=1, description="SPDX ids kept")
+    extensions: list[str] | None = Field(default=None, description="file suffixes kept; null: stages.github.EXTENSIONS")
+    max_line_length: PositiveInt = 1000
+    max_mean_line_length: PositiveInt = 100
+    min_alnum_fraction: Fraction = 0.25
+    min_alpha_per_token: Annotated[float, Field(ge=0.0)] = 1.5
+    max_file_bytes: PositiveInt = 1_000_000
+    max_repo_bytes: PositiveInt = 1 << 30
+    strip_headers: bool = Field(default=True, description="remove licence/copyright header comments")
     partitions: PositiveInt = Field(default=16, description="hash partitions of the file dedup: one Ray task each")
 
 
 class BookDedupParams(NearDedupParams):
-    """MinHash settings for whole books (stages.books.BOOK_NEAR_DEDUP)."""
+    """MinHash settings for whole books, measured in stages.books (BOOK_NEAR_DEDUP): books sharing
+    more than 90% of their text are clustered, those sharing 70% or less are not."""
+
+    num_perm: PositiveInt = books.BOOK_NEAR_DEDUP["num_perm"]
+    bands: PositiveInt = books.BOOK_NEAR_DEDUP["bands"]
+    rows: PositiveInt = books.BOOK_NEAR_DEDUP["rows"]
+    ngram: PositiveInt = books.BOOK_NEAR_DEDUP["ngram"]
+    seed: int = books.BOOK_NEAR_DEDUP["seed"]
+    batch_size: PositiveInt = books.BOOK_NEAR_DEDUP["batch_size"]
+    verify: bool = books.BOOK_NEAR_DEDUP["verify"]
+    threshold: Fraction | None = books.BOOK_NEAR_DEDUP["threshold"]
+    partitions: PositiveInt = 4
 
 
 class BooksParams(Section):
     """stages.books.extract_books's options, the sharding of the files, and the book-level dedup."""
 
     files_per_shard: PositiveInt = Field(default=64, description="input files (books, or jsonl files) per Ray task")
+    min_text_chars: PositiveInt = books.DEFAULT_MIN_TEXT_CHARS
+    max_book_bytes: PositiveInt = books.DEFAULT_MAX_BOOK_BYTES
     dedup: BookDedupParams = BookDedupParams()
 
 

@@ -322,7 +322,7 @@ def run_stackexchange(task: ShardTask, params: dict) -> ShardStats:
 def run_github(task: ShardTask, params: dict) -> ShardStats:
     from stages.github import extract_github
 
-    settings = {k: v for k, v in params.items() if k != "partitions"}
+    settings = {k: v for k, v in params.items() if k != "partitions" and not (k == "extensions" and v is None)}
     return extract_github(task.inputs[0], task.output, dropped_path=task.dropped, **settings)
 
 
@@ -389,7 +389,7 @@ def run_line_dedup(task: ShardTask, params: dict) -> ShardStats:
 def run_minhash(task: ShardTask, params: dict) -> ShardStats:
     from stages.near_dedup import minhash_signatures
 
-    signature_params = {k: params[k] for k in ("num_perm", "bands", "rows", "ngram", "seed")}
+    signature_params = {k: params[k] for k in ("num_perm", "bands", "rows", "ngram", "seed", "batch_size")}
     return minhash_signatures(task.inputs[0], task.output, shard_index=task.index, **signature_params)
 
 
@@ -518,7 +518,8 @@ CLEAN_DOCUMENT_STAGES = tuple(stage for stages in SOURCE_DOCUMENTS.values() for 
 QUALITY_MODEL_SETTINGS = ("languages", "min_chars", "max_examples", "min_positives", "seed", "epoch", "lr",
                           "word_ngrams", "dim", "bucket", "min_count", "holdout_fraction", "quantize", "cutoff")
 
-GITHUB_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar", ".parquet", ".jsonl.gz", ".jsonl")
+GITHUB_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar", ".parquet", ".jsonl.gz",
+                   ".jsonl")
 
 
 def _has_inputs(source: str) -> Callable[[RunConfig], bool]:
@@ -562,7 +563,7 @@ SPECS = [
     *minhash_dedup("books_dedup", "books", "books.dedup", enabled=_has_inputs("books")),
     # Tokenizer, token shards, training
     StageSpec("tokenizer", "tokenizer", CLEAN_DOCUMENT_STAGES, plan_tokenizer, run_tokenizer, _threads("num_threads"),
-              also=("mixture",)),
+              lambda model: Path(model).parent / "hf" / "tokenizer.json", also=("mixture",)),
     StageSpec("tokenize", "tokenize", (*CLEAN_DOCUMENT_STAGES, "tokenizer"), plan_tokenize, run_tokenize,
               _threads("num_threads")),
     StageSpec("mixture", "mixture", ("tokenize",), plan_mixture, run_mixture, also=("train",)),

@@ -24,7 +24,8 @@ Accounting: every paper found is one docs_in, written or dropped for one of thes
     corrupt_gzip        a gzip stream (the input or a bulk member) truncated or not gzip at all
                         (a bulk member named `.gz` without the gzip magic counts here)
     corrupt_tar         a tar (the input, a paper's tar, a bulk member) that cannot be read, is
-                        truncated or has bytes after its last member that are not zero padding;
+                        truncated or has bytes after its last member that are not zero padding
+                        (a `.tar`/`.tgz`/`.tar.gz` file whose content is not a tar counts here);
                         in a bulk tar the papers before the damage are kept and the damage after
                         the last readable member counts as one more paper, `<file name>/corrupt`
     corrupt_empty       an empty file or member
@@ -40,6 +41,7 @@ Accounting: every paper found is one docs_in, written or dropped for one of thes
     no_document_body    neither a sectioning command nor `\\begin{document}` in the main file
     empty_text          nothing left after cleaning
     text_too_short      fewer than `min_text_chars` characters left after cleaning
+    processing_error    the LaTeX processing raised (a bug to report: none is known)
 
 Main file: among the `.tex` files with an uncommented `\\documentclass`/`\\documentstyle`, the
 first by (1) has `\\begin{document}`, (2) is not `\\input`/`\\include`d by another such file,
@@ -69,7 +71,8 @@ Processing (LLaMA's arXiv recipe), per paper:
    bibliography, `\\input`, `\\include`, `\\item`) even when the paper redefines them. Verbatim text
    is not expanded. Recursion is bounded by `max_macro_depth` nested expansions and
    `max_macro_expansions` per paper (and the text may grow at most 4x + 1 MB); past a bound the
-   macro is left as written.
+   macro is left as written; reading arguments is bounded too (10x the text + 1 M characters
+   read, against unclosed braces read again and again).
 6. Keep from the first sectioning command after `\\begin{document}` (`\\part`, `\\chapter`,
    `\\section`, `\\subsection`, `\\subsubsection`, `\\paragraph`, `\\subparagraph`, starred or not,
    followed by `[` or `{`). A paper without one keeps its whole body after `\\begin{document}`
@@ -90,7 +93,7 @@ max_paper_bytes), `macros_defined`, `macros_expanded`, `macros_not_expanded` (pr
 structural definitions removed but not applied), `definitions_unparsed` (a definition command
 whose syntax was not understood: left in the text), `macro_args_missing` (a use whose arguments
 were not found: left as written), `macro_depth_limit`, `macro_budget_exhausted` (papers that hit
-`max_macro_expansions` or the growth cap), `no_section_command`, `bibliographies_removed`,
+`max_macro_expansions`, the growth cap or the scan cap), `no_section_command`, `bibliographies_removed`,
 `sections_after_bibliography_kept`.
 
 Document fields: `paper_id`, `main_file` (path inside the paper's sources), `files_included`
@@ -109,6 +112,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import pyarrow as pa
@@ -229,11 +233,15 @@ def extract_arxiv(
                 seen.add(paper.paper_id)
                 doc |= paper_document(paper, limits, stats.counters, min_text_chars)
             except Dropped as drop:
-                stats.drop(drop.reason)
-                dropped.add(doc | drop.fields, drop.reason)
+                reason, fields = drop.reason, drop.fields
+            except Exception:  # LaTeX this code does not survive costs one paper, not the shard
+                reason, fields = "processing_error", {}
+            else:
+                stats.docs_out += 1
+                writer.write(doc)
                 continue
-            stats.docs_out += 1
-            writer.write(doc)
+            stats.drop(reason)
+            dropped.add(doc | fields, reason)
     stats.bytes_out = writer.bytes_written
     return stats.check()
 
@@ -367,6 +375,8 @@ def _paper_from_blob(paper_id: str, blob: bytes, name: str, limits: Limits, coun
         if isinstance(paper, Paper) and _damaged_after(tar, stream, len(data)):
             return Broken(paper_id, "corrupt_tar")
         return paper
+    if name.lower().endswith((".tar", ".tgz")):
+        return Broken(paper_id, "corrupt_tar")
     if data.startswith(b"%PDF"):
         return Broken(paper_id, "pdf_only")
     if data.startswith(b"%!PS"):
@@ -682,6 +692,7 @@ DEFINERS = NEWCOMMANDS | DEFS | PREFIXES | {"let", "DeclareMathOperator"}
 GLOBAL_DEFS = {"gdef", "xdef"}
 OPEN_GROUP = {"bgroup", "begingroup", "begin"}
 CLOSE_GROUP = {"egroup", "endgroup", "end"}
+SPECIAL = DEFINERS | OPEN_GROUP | CLOSE_GROUP | {"verb"}
 
 
 @dataclass(frozen=True)
@@ -725,6 +736,8 @@ class MacroExpander:
         self.out: list[str] = []
         self.out_chars = 0
         self.max_chars = 0
+        self.scanned = 0
+        self.max_scanned = 0
         self.expansions = 0
         self.exhausted = False
 
@@ -732,27 +745,36 @@ class MacroExpander:
         self.stack = [_Chunk(text, 0)]
         self.out, self.out_chars = [], 0
         self.max_chars = 4 * len(text) + 1_000_000
+        self.max_scanned = 10 * len(text) + 1_000_000
         while self.stack:
             chunk = self.stack[-1]
-            m = TOKEN_RE.search(chunk.text, chunk.pos)
+            m = self._next_event(chunk)
             if m is None:
-                self._emit(chunk.text[chunk.pos:])
                 self.stack.pop()
                 if chunk.depth and self.stack and _ends_with_word(chunk.text) and self._next_is_letter():
                     self._emit(" ")  # `\foo` expanding to `\alpha` before `x`: not `\alphax`
-                continue
-            name = m.group(1)
-            if name is None:  # a brace: a group opens or closes
-                self._emit(chunk.text[chunk.pos:m.end()])
-                chunk.pos = m.end()
-                self._group(m.group(0) == "{")
-                continue
-            self._emit(chunk.text[chunk.pos:m.start()])
-            chunk.pos = m.end()
-            self._control_sequence(name, m.group(0), chunk)
+            else:
+                self._control_sequence(m.group(1), m.group(0), chunk)
         if self.exhausted:
             self.counters["macro_budget_exhausted"] += 1
         return "".join(self.out)
+
+    def _next_event(self, chunk: _Chunk) -> re.Match | None:
+        """Copy the chunk's text up to the next control sequence that needs handling (a macro,
+        a definition, a group or verbatim), keeping track of brace groups on the way; return it,
+        or None at the chunk's end."""
+        text, start = chunk.text, chunk.pos
+        for m in TOKEN_RE.finditer(text, start):
+            name = m.group(1)
+            if name is None:
+                self._group(m.group(0) == "{")
+            elif name in self.macros or name in SPECIAL:
+                self._emit(text[start:m.start()])
+                chunk.pos = m.end()
+                return m
+        self._emit(text[start:])
+        chunk.pos = len(text)
+        return None
 
     def _emit(self, piece: str) -> None:
         if piece:
@@ -785,6 +807,10 @@ class MacroExpander:
                 written += self._verbatim(name, chunk)
             elif name in OPEN_GROUP or name in CLOSE_GROUP:
                 self._group(name in OPEN_GROUP)
+            self._emit(written)
+            return
+        if self.scanned > self.max_scanned:  # unclosed arguments read again and again
+            self.exhausted = True
             self._emit(written)
             return
         saved = self._save()
@@ -832,10 +858,8 @@ class MacroExpander:
         if c.pos >= len(c.text) or c.text[c.pos] == "}":
             raise _NoMatch
         if c.text[c.pos] == "{":
-            end = _group_end(c.text, c.pos)
-            if end < 0:
-                raise _NoMatch
-            arg, c.pos = c.text[c.pos + 1:end - 1], end
+            close = self._find(c.text, c.pos + 1, BRACE_RE, "}")
+            arg, c.pos = c.text[c.pos + 1:close.start()], close.end()
             return arg
         m = CONTROL_SEQUENCE_RE.match(c.text, c.pos)
         end = m.end() if m else c.pos + 1
@@ -850,34 +874,37 @@ class MacroExpander:
         if c.pos >= len(c.text) or c.text[c.pos] != "[":
             self._restore(saved)
             return None
+        close = self._find(c.text, c.pos + 1, BRACKET_RE, "]")
+        arg, c.pos = c.text[c.pos + 1:close.start()], close.end()
+        return arg
+
+    def _delimited(self, delimiter: str) -> str:
+        """An argument ended by `delimiter` outside braces (a \\def parameter like `#1.`)."""
+        c = self._top()
+        close = self._find(c.text, c.pos, _delimiter_re(delimiter), delimiter)
+        arg, c.pos = c.text[c.pos:close.start()], close.end()
+        if arg.startswith("{") and _group_end(arg, 0) == len(arg):
+            arg = arg[1:-1]
+        return arg
+
+    def _find(self, text: str, start: int, tokens: re.Pattern, closer: str) -> re.Match:
+        """The first `closer` token outside braces from `start`, before the end of the group
+        around it; the characters read count against the scan budget."""
         depth = 0
-        for m in BRACKET_RE.finditer(c.text, c.pos + 1):
+        m = None
+        for m in tokens.finditer(text, start):
             token = m.group(0)
+            if token == closer and depth == 0:
+                self.scanned += m.end() - start
+                return m
             if token == "{":
                 depth += 1
             elif token == "}":
                 depth -= 1
                 if depth < 0:
                     break
-            elif token == "]" and depth == 0:
-                arg, c.pos = c.text[c.pos + 1:m.start()], m.end()
-                return arg
+        self.scanned += (m.end() if m else start) - start
         raise _NoMatch
-
-    def _delimited(self, delimiter: str) -> str:
-        """An argument ended by `delimiter` outside braces (a \\def parameter like `#1.`)."""
-        c = self._top()
-        start = c.pos
-        at = c.text.find(delimiter, start)
-        while at >= 0 and not _balanced(c.text, start, at):
-            at = c.text.find(delimiter, at + 1)
-        if at < 0:
-            raise _NoMatch
-        c.pos = at + len(delimiter)
-        arg = c.text[start:at]
-        if arg.startswith("{") and _group_end(arg, 0) == len(arg):
-            arg = arg[1:-1]
-        return arg
 
     def _name(self) -> str:
         """A control sequence being defined: `\\foo` or `{\\foo}`."""
@@ -906,15 +933,18 @@ class MacroExpander:
 
     # -- definitions --------------------------------------------------------------------------
 
-    def _definition(self, command: str, is_global: bool = False) -> bool:
+    def _definition(self, command: str) -> bool:
         """Read a definition and register it; False for a prefix that is not followed by one."""
-        if command in PREFIXES:
+        is_global = command in GLOBAL_DEFS
+        while command in PREFIXES:
+            is_global |= command == "global"
             c = self._skip_spaces()
             m = CONTROL_SEQUENCE_RE.match(c.text, c.pos)
             if m is None or not (m.group(1) in DEFS or m.group(1) in PREFIXES or m.group(1) == "let"):
                 return False
             c.pos = m.end()
-            return self._definition(m.group(1), is_global or command == "global")
+            command = m.group(1)
+            is_global |= command in GLOBAL_DEFS
         if command in NEWCOMMANDS:
             self._star()
             name = self._name()
@@ -939,7 +969,7 @@ class MacroExpander:
         if name in STRUCTURAL or PROGRAMMING_RE.search(macro.body):
             macro = Macro(macro.body, macro.nargs, macro.default, macro.prefix, macro.delimiters, expand=False)
             self.counters["macros_not_expanded"] += 1
-        self._define(name, macro, is_global or command in GLOBAL_DEFS)
+        self._define(name, macro, is_global)
         self.counters["macros_defined"] += 1
         return True
 
@@ -997,6 +1027,8 @@ class MacroExpander:
                 optional = self._optional()
                 args.append(macro.default if optional is None else optional)
             elif macro.delimiters and macro.delimiters[i]:
+                if i == 0:
+                    self._skip_spaces()  # the spaces after a control word are not tokens
                 args.append(self._delimited(macro.delimiters[i]))
             else:
                 args.append(self._argument())
@@ -1018,6 +1050,11 @@ class MacroExpander:
                 end = close.end()
         chunk.pos = end
         return chunk.text[start:end]
+
+
+@lru_cache(maxsize=256)
+def _delimiter_re(delimiter: str) -> re.Pattern:
+    return re.compile(re.escape(delimiter) + r"|\\.|[{}]", re.S)
 
 
 def _ends_with_word(text: str) -> bool:
@@ -1052,15 +1089,3 @@ def _group_end(text: str, start: int) -> int:
             if depth == 0:
                 return m.end()
     return -1
-
-
-def _balanced(text: str, start: int, end: int) -> bool:
-    depth = 0
-    for m in BRACE_RE.finditer(text, start, end):
-        if m.group(0) == "{":
-            depth += 1
-        elif m.group(0) == "}":
-            depth -= 1
-            if depth < 0:
-                return False
-    return depth == 0

@@ -33,7 +33,8 @@ as cp1252, falling back to Latin-1 for cp1252's five undefined bytes); else UTF-
 bytes when most non-ASCII bytes form valid UTF-8 sequences (>= 10 per bad byte; replaced by U+FFFD,
 counted in `replaced_chars`); else charset_normalizer's guess, except that a guess in the Western/
 Central-European single-byte family is read as cp1252 (on Latin-1 Don Quijote it guesses cp1250,
-which turns every n-tilde into n-acute; PG's 8-bit files are ISO-8859-1). Then: BOM removed; CRLF
+which turns every n-tilde into n-acute; PG's 8-bit files are ISO-8859-1); a guessed decoding with
+under 1% whitespace is refused (random bytes read as Big5 have none). Then: BOM removed; CRLF
 and CR become LF; control characters other than tab and newline removed (form feed becomes LF).
 
 Project Gutenberg header and footer, for any text of any collection that has them:
@@ -69,8 +70,9 @@ Whitespace: trailing spaces of every line removed, runs of blank lines collapsed
 line, leading and trailing blank lines removed. Lines keep PG's hard wrapping.
 
 Accounting: every book found is one docs_in: a one-book file, or a non-blank jsonl line (blank lines
-are counted in `blank_lines`, not as books). It is written, or dropped for one reason, checked in
-this order:
+are counted in `blank_lines`, not as books). It is written, or dropped for the first reason that
+applies (a file: unreadable, corrupt_gzip, too_large, binary/undecodable, then the text checks; a
+jsonl line: too_large, undecodable, malformed_json, no_text, binary, then the text checks):
     unreadable                  the file cannot be opened or read (OSError)
     corrupt_gzip                gzip data damaged or truncated (a one-book file: the book; a jsonl
                                 file: the damage counts as one more book, the lines before it kept)
@@ -90,32 +92,40 @@ gutenberg_credits_removed, gutenberg_end_missing, gutenberg_start_missing, no_gu
 encoding_<codec> (one-book files by the codec that decoded them). The stage never raises on bad
 input; it raises ValueError on a bad `collection` name.
 
-Book-level near-duplicate removal (`BOOK_NEAR_DEDUP`, settings for stages.near_dedup's four phases,
-run over the books shards after this stage). The recipe removes books sharing more than 90% of
-their content. With word 5-gram shingles, a copy whose share s of the text is the original's and
-the rest other text (paragraphs replaced, a chapter swapped) has Jaccard s/(2-s): 0.905 at 95%,
-0.818 at 90%, 0.54 at 70%, 0.43 at 60%; a copy that is a part s of the original (abridged,
-truncated) has Jaccard s: 0.90 at 90%, 0.70 at 70%. So ">90% shared" means J >= 0.818 and "70% or
-less" J <= 0.70. Measured on the sample books (bench/books.py, exact Jaccard of the 5-gram sets of
-Pride and Prejudice and its edits): paragraphs replaced by War and Peace paragraphs 5% -> 0.899,
-10% -> 0.812, 30% -> 0.557, 40% -> 0.438; truncated to 90% -> 0.904, 70% -> 0.700, 60% -> 0.601;
-unrelated books (Pride and Prejudice vs War and Peace, vs Don Quijote) 0.005. Word-level scattered
-edits (OCR errors, respellings) cost 5 shingles each: 2% of words replaced -> 0.829 (removed), 5%
--> 0.639 (kept): such copies are removed up to ~2.5% of words changed.
-Settings: 256 permutations, 32 bands x 8 rows: candidate probability 1-(1-J^8)^32 (see
-stages.near_dedup.candidate_probability) is 0.9992 at J=0.818, 0.99998 at 0.85 and 0.9995+ above,
-0.41 at 0.5, 2e-11 for unrelated books (J=0.03): LSH misses no >90% pair and offers few others.
-Candidates are verified at threshold 0.76, the point between 0.818 and 0.70 equally many standard
-deviations of a 256-permutation estimate away from both (sqrt(J(1-J)/256): 0.024 and 0.029, 2.2
-each); 256 rather than 112 permutations halve the error at the boundary for ~1.3x the MinHash
-time, which is small next to extraction. Measured (bench/books.py, 20 edit seeds each, fast
-MinHash): 95% shared (paragraphs) removed 20/20, 90% 20/20, truncated-to-90% 20/20; 70% kept
-20/20, truncated-to-70% kept 19/20 (the boundary case, J=0.70, is 2.2 sigma from the cut), 60%
-kept 20/20. MinHash costs ~0.1 s for War and Peace (3.2 MB) on one core. `batch_size` bounds how
-many books minhash_signatures holds in memory at once (its default, 1024 documents, is sized for
-web pages).
-Jaccard is symmetric: a book wholly contained in a larger one (an anthology, an annotated
-edition with 40% of notes) is kept unless it is more than ~76% of the larger one.
+Book-level near-duplicate removal (`BOOK_NEAR_DEDUP`: settings for stages.near_dedup's four phases,
+run over the books shards after this stage; minhash_signatures takes num_perm, bands, rows, ngram,
+seed, batch_size, find_candidate_pairs verify and threshold). The recipe removes books sharing more
+than 90% of their content. With word 5-gram shingles, a copy whose share s of the text is the
+original's and the rest other text (paragraphs replaced, a chapter swapped) has Jaccard about
+s/(2-s): 0.905 at 95%, 0.818 at 90%, 0.54 at 70%, 0.43 at 60%; a copy that is a part s of the
+original (abridged, truncated) has Jaccard s. So "more than 90% shared" is J >= 0.818 and "70% or
+less" J <= 0.70. Settings: 256 permutations, 32 bands x 8 rows, verification at 0.76:
+- LSH: candidate probability 1-(1-J^8)^32 (stages.near_dedup.candidate_probability) is 0.9992 at
+  J=0.818, 0.98 at 0.76, 0.85 at 0.70, 2e-11 at 0.03: no pair over 90% is missed, few others offered.
+- Verification at 0.76, between 0.70 and 0.818 about as many standard deviations of a 256-value
+  estimate from each (sqrt(J(1-J)/256) = 0.029 and 0.024): P(estimate >= 0.76) is 0.990 at
+  J=0.818, 0.9999 at 0.85, 0.017 at 0.70, 1e-4 at 0.65 (binomial). 112 permutations (the web
+  default) would give 0.93 and 0.07 at those two points; 256 cost ~1.2x the MinHash time.
+Measured with bench/books.py (exact Jaccard of 5-gram sets; removal = a shared band key and the
+estimate >= 0.76), Pride and Prejudice and Don Quijote, 20 seeds each:
+    edit (vs the extracted book)                    exact J        estimate       removed
+    5% of paragraphs replaced (War and Peace's)     0.886-0.926    0.863-0.938    40/40
+    10%                                             0.797-0.845    0.766-0.867    40/40
+    30%                                             0.521-0.588    0.480-0.633     0/40
+    40%                                             0.385-0.477    0.340-0.523     0/40
+    truncated to 90% (MinHash seeds varied)         0.900-0.902    0.844-0.938    40/40
+    truncated to 70%                                0.697-0.704    0.633-0.746     0/40
+    truncated to 60%                                0.599-0.604    0.531-0.664     0/40
+    1% of words replaced (OCR-like)                 0.903-0.911    0.875-0.941    40/40
+    2%                                              0.819-0.834    0.770-0.871    40/40
+    3%                                              0.746-0.760    0.672-0.812    20/40
+    5%                                              0.625-0.639    0.551-0.684     0/40
+    unrelated sample books (after stripping)        0.000-0.001    0.000          -
+Scattered word edits cost up to 5 shingles each: copies with up to ~2.5% of their words changed
+are removed. Jaccard is symmetric: a book wholly contained in a larger one (an anthology, an
+annotated edition with 40% of notes) is kept unless it is more than ~76% of the larger one.
+`batch_size` 16 bounds the books minhash_signatures holds at once (its default, 1024, is sized
+for web pages). MinHash of the three sample books (6.1 MB of text) takes ~0.1 s on one core.
 """
 
 from __future__ import annotations
@@ -141,8 +151,8 @@ DEFAULT_MIN_TEXT_CHARS = 1000
 DEFAULT_MAX_BOOK_BYTES = 64 << 20
 
 # Settings for stages.near_dedup's phases over the books shards (module doc: the measurement).
-# minhash_signatures takes num_perm, bands, rows, ngram, seed, batch_size;
-# find_candidate_pairs takes verify, threshold.
+# minhash_signatures takes num_perm, bands, rows, ngram, seed, batch_size; find_candidate_pairs
+# takes verify, threshold; cluster_duplicates and remove_near_duplicates take none of them.
 BOOK_NEAR_DEDUP = {
     "num_perm": 256,
     "bands": 32,
@@ -191,15 +201,32 @@ LATIN_FAMILY = {
     "cp850", "cp437", "cp858",
 }
 
-START_MARKER = re.compile(
-    r"^[ \t]*\*{2,}[ \t]*START[ \t]+OF[ \t]+(?:THE[ \t]+|THIS[ \t]+)?(?:COPYRIGHTED[ \t]+)?PROJECT[ \t]+GUTENBERG[^\n]*",
-    re.IGNORECASE | re.MULTILINE,
+
+class LinePattern:
+    """A regex anchored at a line start. Searched as "\n" + body (a literal first character lets
+    re skip ahead: ~3x faster than a MULTILINE "^" over a whole book), plus a match at 0."""
+
+    def __init__(self, body: str, flags: int = re.IGNORECASE):
+        self.at_start = re.compile(body, flags)
+        self.after_newline = re.compile("\n" + body, flags)
+
+    def search(self, text: str, pos: int = 0) -> tuple[int, int] | None:
+        """(start, end) of the first match beginning a line at or after `pos`, or None."""
+        if pos == 0:
+            match = self.at_start.match(text)
+            if match:
+                return match.start(), match.end()
+        match = self.after_newline.search(text, max(pos - 1, 0))
+        return (match.start() + 1, match.end()) if match else None
+
+
+START_MARKER = LinePattern(
+    r"[ \t]*\*{2,}[ \t]*START[ \t]+OF[ \t]+(?:THE[ \t]+|THIS[ \t]+)?(?:COPYRIGHTED[ \t]+)?PROJECT[ \t]+GUTENBERG[^\n]*"
 )
-SMALL_PRINT_END = re.compile(r"^[ \t]*\*?END\*?[ \t]*THE[ \t]+SMALL[ \t]+PRINT[^\n]*", re.IGNORECASE | re.MULTILINE)
-END_MARKER = re.compile(
-    r"^[ \t]*(?:\*+[ \t]*)?(?:END[ \t]+OF[ \t]+(?:THE[ \t]+|THIS[ \t]+)?(?:COPYRIGHTED[ \t]+)?PROJECT[ \t]+GUTENBERG"
-    r"|ENDE[ \t]+DIESES[ \t]+PROJEK?C?T[ \t]+GUTENBERG|FIN[ \t]+DEL?[ \t]+(?:PROJECT|PROYECTO)[ \t]+GUTENBERG)",
-    re.IGNORECASE | re.MULTILINE,
+SMALL_PRINT_END = LinePattern(r"[ \t]*\*?END\*?[ \t]*THE[ \t]+SMALL[ \t]+PRINT[^\n]*")
+END_MARKER = LinePattern(
+    r"[ \t]*(?:\*+[ \t]*)?(?:END[ \t]+OF[ \t]+(?:THE[ \t]+|THIS[ \t]+)?(?:COPYRIGHTED[ \t]+)?PROJECT[ \t]+GUTENBERG"
+    r"|ENDE[ \t]+DIESES[ \t]+PROJEK?C?T[ \t]+GUTENBERG|FIN[ \t]+DEL?[ \t]+(?:PROJECT|PROYECTO)[ \t]+GUTENBERG)"
 )
 PROJECT_GUTENBERG = re.compile(r"project[ \t\n]+gutenberg", re.IGNORECASE)
 EBOOK_NUMBER = re.compile(r"\[\s*E-?(?:Book|Text)\s*#\s*(\d+)\s*\]|\bE-?Book\s*#\s*(\d+)", re.IGNORECASE)
@@ -221,10 +248,12 @@ CREDIT_PHRASE = re.compile(
 )
 MAX_CREDIT_PARAGRAPHS, MAX_CREDIT_LINES, MAX_CREDIT_CHARS = 3, 6, 600
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
-TRAILING_SPACE = re.compile(r"[ \t\u00a0\u3000]+$", re.MULTILINE)
+TRAILING_SPACE = " \t\u00a0\u3000"
 BLANK_RUNS = re.compile(r"\n{3,}")
 SURROGATES = re.compile(r"[\ud800-\udfff]")
 NON_ASCII = re.compile(r"[^\x00-\x7f]")
+WHITESPACE = re.compile(r"\s")
+MIN_GUESSED_WHITESPACE = 0.01
 LEADING_SPACE = re.compile(r"\s*")
 HEADER_LINE = re.compile(r"(Title|Author|Language|Character set encoding):[ \t]*(.*)", re.IGNORECASE)
 LABELLED_LINE = re.compile(r"\s*[A-Za-z][A-Za-z -]{0,30}:(\s|$)")
@@ -396,12 +425,13 @@ def _file_book(reader, name: str, stats: ShardStats, max_book_bytes: int) -> Boo
         return book
     try:
         text, book.encoding, replaced = decode_book(data)
+        book.text = _normalise_text(text, stats)
     except Dropped as dropped:
         book.reason = dropped.reason
         return book
     stats.counters[f"encoding_{book.encoding}"] += 1
-    stats.counters["replaced_chars"] += replaced
-    book.text = _normalise_text(text, stats)
+    if replaced:
+        stats.counters["replaced_chars"] += replaced
     return book
 
 
@@ -467,10 +497,10 @@ def _json_book(raw: bytes, lineno: int, stem: str, name: str, stats: ShardStats,
     if SURROGATES.search(text):  # a lone "\ud800" escape: not encodable as UTF-8
         stats.counters["replaced_chars"] += len(SURROGATES.findall(text))
         text = SURROGATES.sub("\ufffd", text)
-    if _control_share(text) > MAX_CONTROL_SHARE:
-        book.reason = "binary"
-        return book
-    book.text = _normalise_text(text, stats)
+    try:
+        book.text = _normalise_text(text, stats)
+    except Dropped as dropped:
+        book.reason = dropped.reason
     return book
 
 
@@ -497,38 +527,43 @@ def decode_book(data: bytes) -> tuple[str, str, int]:
             replaced = text.count("\ufffd") - data.decode(codec, errors="ignore").count("\ufffd")
             if replaced > MAX_CONTROL_SHARE * len(text):
                 raise Dropped("undecodable")
-            return _check_binary(text), "utf-8" if codec == "utf-8-sig" else codec, replaced
+            return text, "utf-8" if codec == "utf-8-sig" else codec, replaced
     if b"\x00" in data:
         raise Dropped("binary")
     try:
-        return _check_binary(data.decode("utf-8")), "utf-8", 0
+        return data.decode("utf-8"), "utf-8", 0
     except UnicodeDecodeError:
         pass
     declared = _declared_codec(data)
     if declared:
         try:
-            return _check_binary(data.decode(declared)), declared, 0
+            return data.decode(declared), declared, 0
         except UnicodeDecodeError:
             if declared == "cp1252":
-                return _check_binary(data.decode("latin-1")), "latin-1", 0
+                return data.decode("latin-1"), "latin-1", 0
     text = data.decode("utf-8", errors="replace")
     bad = text.count("\ufffd") - data.count("\ufffd".encode("utf-8"))
     valid = len(NON_ASCII.findall(text)) - text.count("\ufffd")
     if valid >= UTF8_VALID_PER_BAD * bad:
-        return _check_binary(text), "utf-8", bad
+        return text, "utf-8", bad
     guess = charset_normalizer.from_bytes(data).best()
     if guess is None:
         raise Dropped("undecodable")
     codec = codecs.lookup(guess.encoding).name.replace("-", "_")
-    if codec in LATIN_FAMILY:
-        try:
-            return _check_binary(data.decode("cp1252")), "cp1252", 0
-        except UnicodeDecodeError:
-            return _check_binary(data.decode("latin-1")), "latin-1", 0
     try:
-        return _check_binary(data.decode(guess.encoding)), codec, 0
+        if codec in LATIN_FAMILY:
+            try:
+                text, codec = data.decode("cp1252"), "cp1252"
+            except UnicodeDecodeError:
+                text, codec = data.decode("latin-1"), "latin-1"
+        else:
+            text = data.decode(guess.encoding)
     except (UnicodeDecodeError, LookupError):
         raise Dropped("undecodable") from None
+    # A guess is only trusted on what reads as text: byte noise decodes as CJK without any space.
+    if len(WHITESPACE.findall(text)) < MIN_GUESSED_WHITESPACE * len(text):
+        raise Dropped("undecodable")
+    return text, codec, 0
 
 
 def _declared_codec(data: bytes) -> str | None:
@@ -551,21 +586,14 @@ def _declared_codec(data: bytes) -> str | None:
     return None
 
 
-def _control_share(text: str) -> float:
-    return len(CONTROL_CHARS.findall(text)) / len(text) if text else 0.0
-
-
-def _check_binary(text: str) -> str:
-    if "\x00" in text or _control_share(text) > MAX_CONTROL_SHARE:
-        raise Dropped("binary")
-    return text
-
-
 def _normalise_text(text: str, stats: ShardStats) -> str:
-    """BOM removed, line endings to LF, control characters other than tab/newline removed."""
+    """BOM removed, line endings to LF, control characters other than tab/newline removed; raises
+    Dropped("binary") when they are over MAX_CONTROL_SHARE of the text."""
     text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n").replace("\f", "\n")
-    controls = len(CONTROL_CHARS.findall(text))
-    if controls:
+    if CONTROL_CHARS.search(text):
+        controls = len(CONTROL_CHARS.findall(text))
+        if controls > MAX_CONTROL_SHARE * len(text):
+            raise Dropped("binary")
         stats.counters["control_chars_removed"] += controls
         text = CONTROL_CHARS.sub("", text)
     return text
@@ -582,18 +610,17 @@ def strip_gutenberg(text: str) -> GutenbergText:
     start = START_MARKER.search(text)
     body_start, header_end, counters = 0, None, []
     if start:
-        header_end = start.start()
-        body_start = _marker_end(text, start)
+        header_end = start[0]
+        body_start = _marker_end(text, *start)
     end = END_MARKER.search(text, body_start)
     small_print = SMALL_PRINT_END.search(text, body_start)
-    if small_print and (end is None or small_print.start() < end.start()) and (
-        end is not None or small_print.start() < len(text) // 2
-    ):
-        header_end = start.start() if start else small_print.start()
-        body_start = _line_end(text, small_print.end())
+    before_footer = small_print and (small_print[0] < end[0] if end else small_print[0] < len(text) // 2)
+    if before_footer:
+        header_end = start[0] if start else small_print[0]
+        body_start = _line_end(text, small_print[1])
         end = END_MARKER.search(text, body_start)
     header = parse_gutenberg_header(text[:header_end]) if header_end is not None else {}
-    body_end = end.start() if end else len(text)
+    body_end = end[0] if end else len(text)
     body = text[body_start:body_end]
     if header_end is None and PROJECT_GUTENBERG.search(body[:BOUNDARY_CHARS]):
         return GutenbergText(body, "gutenberg_header_unparsed", header)
@@ -621,22 +648,22 @@ def _line_end(text: str, pos: int) -> int:
     return len(text) if newline < 0 else newline + 1
 
 
-def _marker_end(text: str, match: re.Match) -> int:
+def _marker_end(text: str, start: int, end: int) -> int:
     """Where the body starts after a START marker line; a marker whose title wraps (no closing
     "***" on its line) ends at the next of its following three lines that closes it."""
-    end = _line_end(text, match.end())
-    if re.search(r"GUTENBERG.*\*{2,}\s*$", match.group(0), re.IGNORECASE):
-        return end
-    pos = end
+    line_end = _line_end(text, end)
+    if re.search(r"GUTENBERG.*\*{2,}\s*$", text[start:end], re.IGNORECASE):
+        return line_end
+    pos = line_end
     for _ in range(3):
-        line_end = _line_end(text, pos)
-        line = text[pos:line_end].strip()
+        following_end = _line_end(text, pos)
+        line = text[pos:following_end].strip()
         if not line:
             break
         if line.endswith("***"):
-            return line_end
-        pos = line_end
-    return end
+            return following_end
+        pos = following_end
+    return line_end
 
 
 def parse_gutenberg_header(header: str) -> dict:
@@ -695,7 +722,7 @@ def _remove_credits(body: str) -> tuple[str, int]:
 
 def tidy_whitespace(text: str) -> str:
     """Trailing spaces of lines removed, runs of blank lines collapsed to one, ends stripped."""
-    text = TRAILING_SPACE.sub("", text)
+    text = "\n".join([line.rstrip(TRAILING_SPACE) for line in text.split("\n")])
     return BLANK_RUNS.sub("\n\n", text).strip("\n").strip()
 
 

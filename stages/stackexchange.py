@@ -16,24 +16,34 @@ size RedPajama ranked sites by: questions + answers + every other post type);
 `select_sites(counts, n=28)` takes the n largest, ties broken by site name. Meta sites are ranked
 like any other site (RedPajama downloaded them too; its `.meta.` filter is commented out).
 
-Parsing: the XML is fed to expat (`xml.parsers.expat`, the parser under `xml.etree.iterparse`) in
-blocks of whole lines; a `<row>` is used from its start tag's attributes, so no tree is built and
-nothing needs clearing. The dumps hold one `<row>` a line (Body newlines are `&#xA;`), which lets a
-damaged row be skipped instead of ending the file: on an expat error the rows parsed before it are
-kept, the offending line is dropped (one docs_in) and a fresh parser resumes on the next line inside
-a synthetic `<posts>` root. A UTF-8 BOM, the XML declaration and a `<!DOCTYPE posts SYSTEM ...>`
-line (history.meta has one) are ordinary XML to expat; the external DTD is never fetched.
+Parsing: the XML is fed to expat (`xml.parsers.expat`, the parser under `xml.etree.iterparse`,
+used directly because resuming after damage needs push feeding and error line numbers) in blocks
+of whole lines; a `<row>` is used from its start tag's attributes, so no tree is built and nothing
+needs clearing. The dumps hold one `<row>` a line (Body newlines are `&#xA;`), which lets a damaged
+row be skipped instead of ending the file: on an expat error the rows parsed before it are kept,
+the first damaged line (the one after the last complete tag: a row cut inside an attribute only
+fails on the next line) is dropped as one docs_in, and a fresh parser resumes on the line after it
+inside a synthetic `<posts>` root. A UTF-8 BOM, the XML declaration, a `<!DOCTYPE posts SYSTEM ...>`
+line (history.meta has one) and CRLF line ends are ordinary XML to expat; no DTD is fetched.
 
-The join (answers can come long after their question: rows are in Id order): a private temporary
-directory (beside `output_path` unless `tmp_dir` is given; removed afterwards) holds an SQLite
-database with journaling off and a page cache of `cache_mb`. Pass 1 streams the rows once, converts
-each body to text and inserts questions into `questions(id INTEGER PRIMARY KEY, ...)` and answers
-into `answers(... PRIMARY KEY (parent, id)) WITHOUT ROWID`, a B-tree clustered by question id, so
-pass 2 needs no sort: it walks `questions ORDER BY id` and `answers ORDER BY parent, id` side by side
-(a merge join) and holds in Python only the answers of one question. Memory is the page cache,
-the expat/queue buffers and one question: it does not grow with the site (bench/stackexchange.py,
-"memory": peak RSS flat from 1x to 64x the history.meta sample). Disk: about the size of the
-converted text (plain text is roughly 60% of the XML).
+The join (rows are in Id order, and an answer can come years after its question): a private
+temporary directory (beside `output_path` unless `tmp_dir` is given; always removed) holds an
+SQLite database, journaling off, page cache `cache_mb`. Pass 1 streams the rows once, converts each
+body to text and appends questions to `questions(id INTEGER PRIMARY KEY, ...)` and answers to
+`answers(id INTEGER PRIMARY KEY, parent, ...)` with an index on (parent, id). Pass 2 walks
+`questions ORDER BY id` and `answers ORDER BY parent, id` (both in index order: no sort, see
+JOIN_TABLES) side by side, a merge join, holding in Python only the answers of one question.
+Memory is the page cache, the expat and queue buffers, a parquet batch and one question; it does
+not grow with the site. bench/stackexchange.py memory (history.meta's real rows repeated k times
+with shifted Ids, one fresh process each, peak RSS from VmHWM, 65 MB after imports):
+
+    k (rows, MB of XML)      1x (1.7k, 2.6)  16x (27k, 42)  64x (106k, 168)  128x (212k, 336)
+    cache_mb=64 (default)    142 MB          184 MB         229 MB           229 MB
+    cache_mb=8               141 MB          159 MB         171 MB           171 MB
+
+128x with every answer moved after every question (no question can be finished early): 229 MB too;
+a .7z of 16x: 212 MB. The database takes about 0.8x the size of the XML on disk (2.0 MB for
+history.meta's 2.6 MB).
 
 HTML to text (`html_to_text`, the stdlib `html.parser` building a small tree, then rendered):
 paragraphs, headings, `<div>`s, tables and `<hr>` become blocks separated by one blank line; `<br>`
@@ -67,22 +77,25 @@ tags (from `<a><b>` or the newer `|a|b|` form), creation_date (verbatim from the
 post_type (`question` for documents; a dropped row of another type names its type).
 
 Accounting: every `<row>` read is one docs_in; docs_out counts the question documents written; every
-other row is dropped under exactly one reason, checked in this order:
+other row is dropped under exactly one reason (the audit file, `dropped_path`, has one row per drop:
+the raw HTML body for rows dropped in pass 1, the text for answers and question documents):
 - `malformed_row`: Id, PostTypeId or Score is missing or not an integer, or an answer has no
   integer ParentId.
-- `duplicate_id`: a question or answer whose Id was already read.
 - `post_type_<name>`: neither a question nor an answer: `orphaned_tag_wiki` (3), `tag_wiki_excerpt`
   (4), `tag_wiki` (5), `moderator_nomination` (6), `wiki_placeholder` (7), `privilege_wiki` (8),
   `article` (9), `help_article` (10), `collection` (12), `moderator_questionnaire_response` (13),
   `announcement` (14), `collective_discussion` (15), `collective_collection` (17); `post_type_<n>`
   for any other number.
+- `duplicate_id`: a question (or an answer) whose Id was already read as a question (an answer).
 - `empty_body`: a question or answer whose Body is missing or has no text (deleted content: the
   dumps leave deleted posts out, but keep a few empty rows).
 - `answer_merged_into_question`: an answer written inside its question's document.
 - `orphan_answer`: an answer whose question is not in the file (deleted, or another post type).
 - `answer_of_dropped_question`: an answer whose question was dropped (any reason below or above).
 - `unanswered_question`: a question with no answer, only with `keep_unanswered=False`.
-- `text_too_short`: a document shorter than `min_text_chars` characters.
+- `text_too_short`: a document shorter than `min_text_chars` characters (default 50: Stack Exchange
+  requires 15-character titles and 30-character bodies, so this only catches degenerate rows; none
+  in the samples).
 File damage never raises; each piece counts as one docs_in under its own reason and the rows read
 before it are kept as usual:
 - `undecodable_row`: a line with bytes that are not UTF-8 (the dumps are UTF-8); reading goes on.
@@ -90,8 +103,9 @@ before it are kept as usual:
   broken markup); reading goes on at the next line.
 - `corrupt_xml`: the file is truncated (no closing `</posts>`, a row cut off: the cut row is that
   one docs_in), empty, or has garbage after `</posts>`.
-- `corrupt_archive`: the .7z cannot be opened or fails while decompressing (bad data, truncation,
-  CRC mismatch); reading stops there.
+- `corrupt_archive`: the .7z cannot be opened or fails while decompressing; reading stops there.
+  A truncated .7z loses everything (its header is at the end); corrupt LZMA data loses the 1 MiB
+  of compressed input being decoded; a CRC mismatch is only known after the last row (all kept).
 - `no_posts_xml`: the archive or directory has no Posts.xml.
 
 Counters: `rows` (every `<row>`), `questions`, `answers`, `other_posts` (rows of other types),
@@ -100,7 +114,11 @@ Counters: `rows` (every `<row>`), `questions`, `answers`, `other_posts` (rows of
 `unanswered_kept` (documents without answers), `accepted_in_text` (documents whose accepted answer
 is among their answers).
 
-Speed (bench/stackexchange.py, one core): see bench/stackexchange.py's docstring.
+Speed (bench/stackexchange.py speed: CPU time, one core of the shared 2-core machine, best of 3,
+the whole stage from site directory to parquet): coffee 592 posts in 0.053 s = 11.2k posts/s,
+14.4 MB/s of XML; history.meta 1,657 posts in 0.171 s = 9.7k posts/s, 15.3 MB/s. html_to_text is
+about 62% of it (16-18 MB/s of HTML alone). The synthetic 128x site runs at the same rate (21.8 s
+CPU for 336 MB), so Stack Overflow's ~100 GB Posts.xml is roughly 2 hours on one core.
 """
 
 from __future__ import annotations
@@ -163,6 +181,17 @@ QUEUE_SLICES = 4
 ROW_START = re.compile(rb"<row[\s/>]")
 TAG_ANGLE = re.compile(r"<([^<>]+)>")
 INSERT_BATCH = 2000
+
+# The on-disk join. Both tables are rowid tables filled in file (Id) order, so rows are appended
+# and packed densely; the (parent, id) index is what pass 2 walks, so neither query sorts.
+JOIN_TABLES = (
+    "CREATE TABLE questions (id INTEGER PRIMARY KEY, status TEXT, title TEXT, body TEXT,"
+    " score INTEGER, accepted INTEGER, tags TEXT, created TEXT)",
+    "CREATE TABLE answers (id INTEGER PRIMARY KEY, parent INTEGER NOT NULL, score INTEGER, created TEXT, body TEXT)",
+    "CREATE INDEX answers_by_question ON answers (parent, id)",
+)
+QUESTIONS_IN_ORDER = "SELECT id, status, title, body, score, accepted, tags, created FROM questions ORDER BY id"
+ANSWERS_IN_ORDER = "SELECT parent, id, score, created, body FROM answers ORDER BY parent, id"
 
 
 # --------------------------------------------------------------------------------------------
@@ -361,7 +390,7 @@ def _line_blocks(chunks: Iterator[bytes]) -> Iterator[bytes]:
 
 class _RowParser:
     """Push parser over Posts.xml blocks; yields ("row", attrs) and damage items:
-    ("bad_line", line bytes), ("trailing_garbage", None), ("truncated", None).
+    ("bad_line", (file line number, line bytes)), ("trailing_garbage", None), ("truncated", None).
 
     On an expat error the first damaged line is the one after the last complete tag (an
     unterminated attribute can swallow the next, good, row before expat notices): that line is
@@ -408,10 +437,11 @@ class _RowParser:
     def parse(self, blocks: Iterator[bytes]) -> Iterator[tuple[str, object]]:
         # `tail`: the bytes already fed after the last complete tag, from file line `tail_line`.
         tail, tail_line = b"", 1
-        next_line = 1  # file line at which the next data starts
+        next_line = 1  # file line at which the next piece starts
         for block in blocks:
-            data = block
-            while data:
+            pieces = [block]  # what is left of the block, last piece first
+            while pieces:
+                data = pieces.pop()
                 try:
                     self.parser.Parse(data, False)
                 except expat.ExpatError as error:
@@ -420,12 +450,15 @@ class _RowParser:
                         yield "trailing_garbage", None
                         return
                     error_line = self.base + error.lineno - 1
-                    pending = tail + data
+                    lines = (tail + data).split(b"\n")
                     first_bad = min(max(self.last_line + 1, tail_line), max(error_line, tail_line))
-                    lines = pending.split(b"\n")
                     index = min(first_bad - tail_line, len(lines) - 1)
-                    yield "bad_line", lines[index]
-                    data = b"\n".join(lines[index + 1:])
+                    yield "bad_line", (tail_line + index, lines[index])
+                    # The rest of the block goes in line by line: a further error costs one line.
+                    rest = [line + b"\n" for line in lines[index + 1:-1]]
+                    if lines[-1] and index < len(lines) - 1:
+                        rest.append(lines[-1])
+                    pieces.extend(reversed(rest))
                     next_line = tail_line + index + 1
                     tail, tail_line = b"", next_line
                     self.base = next_line
@@ -435,7 +468,6 @@ class _RowParser:
                 pending = tail + data
                 next_line += data.count(b"\n")
                 tail, tail_line = _after_line(pending, tail_line, next_line, self.last_line)
-                data = b""
         try:
             self.parser.Parse(b"", True)
             yield from self._take()
@@ -466,8 +498,11 @@ def _after_line(pending: bytes, first_line: int, end_line: int, line: int) -> tu
 # HTML to text
 # --------------------------------------------------------------------------------------------
 
-VOID_TAGS = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr"}
-SKIP_TAGS = {"img", "script", "style", "head", "title", "template", "noscript", "svg", "math", "iframe", "object", "video", "audio", "input", "button", "select", "textarea"}
+VOID_TAGS = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track",
+             "wbr"}
+# Removed with their contents (SE's sanitizer lets none but img through; the rest for safety).
+SKIP_TAGS = {"img", "script", "style", "head", "title", "template", "noscript", "svg", "math", "iframe", "object",
+             "video", "audio", "input", "button", "select", "textarea"}
 BLOCK_TAGS = {
     "p", "div", "h1", "h2", "h3", "h4", "h5", "h6", "dl", "dt", "dd", "details", "summary", "figure",
     "figcaption", "section", "article", "aside", "header", "footer", "nav", "main", "address", "center",
@@ -725,7 +760,8 @@ def layout(title: str, body: str, answers: list[tuple[int, int, str]], accepted_
     """The document text: title, question body, then each (id, score, text) answer in order."""
     parts = [p for p in (title, body) if p]
     for rank, (answer_id, score, text) in enumerate(answers, 1):
-        label = f"Answer {rank} (score {score}, accepted):" if answer_id == accepted_id else f"Answer {rank} (score {score}):"
+        accepted = ", accepted" if answer_id == accepted_id else ""
+        label = f"Answer {rank} (score {score}{accepted}):"
         parts.append(f"{label}\n{text}")
     return "\n\n".join(parts)
 
@@ -765,14 +801,8 @@ def extract_stackexchange(
             for pragma in ("journal_mode=OFF", "synchronous=OFF", "temp_store=FILE", "locking_mode=EXCLUSIVE",
                            f"cache_size=-{max(1, cache_mb) * 1024}"):
                 db.execute(f"PRAGMA {pragma}")
-            db.execute(
-                "CREATE TABLE questions (id INTEGER PRIMARY KEY, status TEXT, title TEXT, body TEXT,"
-                " score INTEGER, accepted INTEGER, tags TEXT, created TEXT)"
-            )
-            db.execute(
-                "CREATE TABLE answers (parent INTEGER NOT NULL, id INTEGER NOT NULL, score INTEGER,"
-                " created TEXT, body TEXT, PRIMARY KEY (parent, id)) WITHOUT ROWID"
-            )
+            for statement in JOIN_TABLES:
+                db.execute(statement)
             with ShardWriter(output_path, STACKEXCHANGE_SCHEMA) as writer, DroppedDocuments(
                 dropped_path, STACKEXCHANGE_SCHEMA
             ) as dropped:
@@ -812,10 +842,10 @@ def _load(input_path: str, site: str, db: sqlite3.Connection, stats: ShardStats,
     """Pass 1: stream the rows into the join tables; drop what cannot be a question or answer."""
     counters = stats.counters
 
-    def damage(reason: str, text: str = "") -> None:
+    def damage(reason: str, text: str = "", where: str = "corrupt") -> None:
         stats.docs_in += 1
         stats.drop(reason)
-        dropped.add(_row_doc(site, None, text, {"Id": reason}, None), reason)
+        dropped.add(_row_doc(site, None, text, {"Id": where}, None), reason)
 
     def drop_row(reason: str, attrs: dict, post_id: int | None, post_type: str | None, text: str | None = None) -> None:
         stats.drop(reason)
@@ -838,11 +868,11 @@ def _load(input_path: str, site: str, db: sqlite3.Connection, stats: ShardStats,
             if kind != "row":
                 if kind == "bad_line":
                     counters["damaged_lines"] += 1
+                    line_number, line = item
                     try:
-                        text = item.decode("utf-8")
-                        damage("malformed_row", text.strip())
+                        damage("malformed_row", line.decode("utf-8").strip(), f"line-{line_number}")
                     except UnicodeDecodeError:
-                        damage("undecodable_row", item.decode("utf-8", "replace").strip())
+                        damage("undecodable_row", line.decode("utf-8", "replace").strip(), f"line-{line_number}")
                 else:
                     damage("corrupt_xml")
                     break
@@ -882,7 +912,7 @@ def _load(input_path: str, site: str, db: sqlite3.Connection, stats: ShardStats,
                     if not text:
                         drop_row("empty_body", attrs, post_id, post_type, text)
                         continue
-                    db.execute(insert_a, (parent, post_id, score, attrs.get("CreationDate"), text))
+                    db.execute(insert_a, (post_id, parent, score, attrs.get("CreationDate"), text))
             except sqlite3.IntegrityError:
                 drop_row("duplicate_id", attrs, post_id, post_type, text)
                 continue
@@ -911,8 +941,8 @@ def _join(
 ) -> None:
     """Pass 2: merge questions (by id) with answers (by parent, id) into documents."""
     counters = stats.counters
-    questions = db.execute("SELECT id, status, title, body, score, accepted, tags, created FROM questions ORDER BY id")
-    answers = db.execute("SELECT parent, id, score, created, body FROM answers ORDER BY parent, id")
+    questions = db.execute(QUESTIONS_IN_ORDER)
+    answers = db.execute(ANSWERS_IN_ORDER)
 
     def answer_doc(row: tuple, reason: str) -> None:
         parent, answer_id, score, created, body = row

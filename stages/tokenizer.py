@@ -5,6 +5,7 @@ gives its weight's share of about `sample_bytes` of text (all of a source that h
 are sampled by a hash of their id, so the sample is spread over every shard and is the same for the
 same inputs; they stream into SentencePiece a paragraph at a time, never all held in memory. Every
 document is accounted for: `docs_out` counts the documents trained on, the rest are `not_sampled`.
+Beside the model, `hf/` holds its Hugging Face export (`classifiers.tokenizer_export`), written last.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from classifiers.tokenizer import MAX_SENTENCE_BYTES, train_sentencepiece
+from classifiers.tokenizer_export import export_hf_tokenizer
 from stages.accounting import ShardStats
 from stages.documents import read_documents
 
@@ -77,5 +79,11 @@ def train_tokenizer(
         num_threads=num_threads,
         seed=seed,
     )
+    export_hf_tokenizer(output_path, hf_export_dir(output_path))
     stats.bytes_out = Path(output_path).stat().st_size
     return stats.check()
+
+
+def hf_export_dir(model_path: str | Path) -> Path:
+    """Where the tokenizer stage puts the Hugging Face export of its model."""
+    return Path(model_path).parent / "hf"

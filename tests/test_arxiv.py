@@ -28,7 +28,7 @@ def run(input_path, tmp: Path, name="run", **kwargs):
     drops = pq.read_table(dropped).to_pylist()
     assert stats.docs_in == stats.docs_out + sum(stats.dropped.values())
     assert stats.docs_out == len(docs) and sum(stats.dropped.values()) == len(drops)
-    assert len({d["id"] for d in docs + drops}) == len(docs) + len(drops)
+    assert len({d["id"] for d in docs}) == len(docs)
     return stats, docs, drops
 
 
@@ -57,6 +57,12 @@ def tar_bytes(members: list[tuple[tarfile.TarInfo, bytes | None]], mode="w") -> 
                 info.size = len(data)
             tar.addfile(info, io.BytesIO(data) if data is not None else None)
     return buffer.getvalue()
+
+
+def directory(name: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE
+    return info
 
 
 def file_member(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
@@ -147,8 +153,10 @@ def test_lomb_scargle_single_file(tmp_path):
     assert doc["main_file"] == "PracticalLombScargle.tex" and doc["files_included"] == 1 and doc["tex_files"] == 2
     text = doc["text"]
     assert text.startswith("\\section{Introduction}")
-    assert "Non-uniform Nyquist" not in text  # notes.tex: a \section but no \documentclass, not \input
-    assert "\\etal" not in text and "{\\it et\\,al.}" in text  # \etal -> \foreign{et\,al.} -> {\it #1}
+    assert "A selection of quotations" not in text  # notes.tex: a \section but no \documentclass, not \input
+    # \newcommand{\eq}[1]{\Eq{#1}} and \newcommand{\Eq}[1]{Equation~\ref{eq:#1}}: nested.
+    assert "moving from Equation~\\ref{eq:DFT-f-inf} to Equation~\\ref{eq:DFT-f}, we have" in text
+    assert "(see Section~\\ref{sect:bayesian-periodograms})" in text
     assert "Figure~\\ref{fig:" in text and "\\Fig{" not in text
     assert "\\bibliography" not in text and text.endswith("Washington Research Foundation.")
 
@@ -179,7 +187,7 @@ NO_SECTION = document("A short note without any section.\n\n" + FILLER)
 def bulk_tar(tmp_path: Path) -> Path:
     lomb = (LOMB / "PracticalLombScargle.tex").read_bytes()
     members = [
-        (tarfile.TarInfo("1802"), None),
+        (directory("1802"), None),
         file_member("1802/1802.06067.gz", folder_tar_gz(CAM16)),  # a gzipped tar
         file_member("1703/1703.09824.gz", gzip.compress(lomb)),  # a gzipped .tex
         file_member("9901/hep-th9901001.gz", gzip.compress(NO_SECTION.encode())),  # old-style id
@@ -205,9 +213,10 @@ def test_bulk_tar_with_mixed_members(tmp_path):
         "pdf_only": 1, "corrupt_gzip": 2, "corrupt_empty": 1, "postscript_only": 1, "no_main_file": 1,
         "empty_text": 1, "duplicate_paper": 1,
     }
-    assert {d["id"]: d["drop_reason"] for d in drops}["arxiv/1703.00003"] == "corrupt_gzip"
+    reasons = {d["id"]: d["drop_reason"] for d in drops}
+    assert reasons["arxiv/1703.00003"] == "corrupt_gzip" and reasons["arxiv/1703.09824"] == "duplicate_paper"
     assert docs[2]["text"].startswith("A short note without any section.")
-    assert stats.counters["no_section_command"] == 1
+    assert stats.counters["no_section_command"] == 2  # hep-th/9901001 and the empty 1703.09824v2
 
 
 def test_output_is_deterministic(tmp_path):
@@ -221,7 +230,7 @@ def test_output_is_deterministic(tmp_path):
 def test_truncated_bulk_tar_keeps_papers_before_the_damage(tmp_path):
     whole = bulk_tar(tmp_path).read_bytes()
     cut = tmp_path / "arXiv_src_1703_002.tar"
-    cut.write_bytes(whole[: whole.index(b"9901/hep-th9901001.gz") + 700])  # inside the third paper's data
+    cut.write_bytes(whole[: whole.index(b"9901/hep-th9901001.gz") + 520])  # inside the third paper's data
     stats, docs, _ = run(cut, tmp_path)
     assert [d["id"] for d in docs] == ["arxiv/1802.06067", "arxiv/1703.09824"]
     assert dict(stats.dropped) == {"corrupt_tar": 1}
@@ -238,8 +247,9 @@ def test_truncated_gzip_and_garbage_never_crash(tmp_path):
         "1703.09825.gz": (b"\x1f\x8b" + bytes(range(256)) * 4, "corrupt_gzip"),
         "1703.09826.tex": (b"\x00\x01\x02binary" * 100, "not_text"),
         "1703.09827.gz": (b"", "corrupt_empty"),
-        "1703.09828.tar.gz": (gzip.compress(folder_tar_gz(CAM16)[:3000]), "corrupt_gzip"),
+        "1703.09828.tar.gz": (folder_tar_gz(CAM16)[:3000], "corrupt_gzip"),
         "1703.09829.tar.gz": (gzip.compress(gzip.decompress(folder_tar_gz(CAM16))[:3000]), "corrupt_tar"),
+        "1703.09830.tar": (b"\x17" * 4096, "corrupt_tar"),
     }
     for name, (data, reason) in cases.items():
         path = tmp_path / name
@@ -316,7 +326,7 @@ def test_size_and_member_limits(tmp_path):
     stats, docs, _ = run(paper, tmp_path, max_file_bytes=4000, max_members=4)
     assert stats.counters["members_refused_too_large"] == 1  # big.tex
     assert stats.counters["members_refused_too_many"] == 1  # the fifth file (main.tex, in name order)
-    assert dict(stats.dropped) == {"no_main_file": 1} and docs == []
+    assert dict(stats.dropped) == {"no_tex_files": 1} and docs == []
 
 
 # -- LaTeX processing -------------------------------------------------------------------------------
@@ -477,6 +487,9 @@ def test_recursive_macros_are_bounded():
     limits = Limits(16 << 20, 256 << 20, 10_000, 16, 32, 1000)
     text, counters = expand("\\def\\boom{\\boom\\boom}\\boom", limits)
     assert counters["macros_expanded"] == 1000 and counters["macro_budget_exhausted"] == 1
+    # Unclosed arguments, each read to the end of the text: the reading is bounded.
+    text, counters = expand("\\newcommand{\\b}[1]{#1}" + "\\b{ " * 5000)
+    assert counters["macro_budget_exhausted"] == 1 and 0 < counters["macro_args_missing"] < 5000
     assert time.monotonic() - started < 2
 
 

@@ -22,6 +22,7 @@ from pipeline.registry import STAGE_ORDER
 from pipeline.runner import run_pipeline
 from stages.documents import read_documents
 from stages.extract import extract_warc
+from stages.tokenize import read_parts
 from tests.support import ROOT, WARCS, write_config, write_warc
 from trainer.indexed_dataset import IndexedDataset
 
@@ -29,12 +30,23 @@ pytestmark = pytest.mark.usefixtures("ray_cluster")
 SMALL = ["wget-2024-academic-0", "wget-2024-academic-1", "cc-main-2024-22-whirlwind", "cc-main-2020-34-excerpt"]
 
 
+# One small real sample of every other source, so that every stage runs.
+OTHER_SOURCES = {
+    "wikipedia": [str(ROOT / "samples" / "wikipedia" / "enwiki-table-markup.xml.bz2")],
+    "arxiv": [str(ROOT / "samples" / "arxiv" / "1802.06067_note-on-cam16")],
+    "stackexchange": [str(ROOT / "samples" / "stackexchange" / "*.com")],
+    "github": [str(ROOT / "samples" / "github" / "npm_minimist-1.2.8")],
+    "books.gutenberg": [str(ROOT / "samples" / "books" / "gutenberg" / "pg1342-0.txt")],
+}
+
+
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("full")
-    wikipedia = str(ROOT / "samples" / "wikipedia" / "enwiki-table-markup.xml.bz2")
-    config = load_config(write_config(tmp_path, warcs=SMALL, stages={"quality_classifier": {"enabled": True}}),
-                         inputs={"wikipedia": [wikipedia]})
+    config = load_config(
+        write_config(tmp_path, warcs=SMALL, stages={"quality_classifier": {"enabled": True}, "stackexchange": {"sites": 1}}),
+        inputs=OTHER_SOURCES,
+    )
     run_pipeline(config)
     return config
 
@@ -54,14 +66,45 @@ def test_every_stage_records_balanced_rows(finished_run):
     assert any(reason.startswith("language:") for r in langid for reason in r["dropped"])
 
 
-def test_token_shards_are_megatron_files_of_the_kept_documents(finished_run):
-    clean = {r["shard"]: r for r in read_manifest(finished_run.output_dir, "quality_classifier")}
-    for row in read_manifest(finished_run.output_dir, "tokenize"):
-        dataset = IndexedDataset(row["output"])
-        assert len(dataset) == row["docs_out"] == clean[row["shard"]]["docs_out"]
-        assert dataset.num_tokens == row["tokens"]
-        if len(dataset):
+def test_token_shards_are_megatron_files_of_the_kept_documents_of_every_source(finished_run):
+    clean = {
+        f"{source}/{r['shard']}": r
+        for source, stage in [("common_crawl", "quality_classifier"), ("wikipedia", "wikipedia"), ("arxiv", "arxiv"),
+                              ("stackexchange", "stackexchange"), ("github", "github_dedup"), ("books", "books_dedup")]
+        for r in read_manifest(finished_run.output_dir, stage)
+    }
+    rows = read_manifest(finished_run.output_dir, "tokenize")
+    assert {r["shard"] for r in rows} == set(clean)
+    assert {r["shard"].split("/")[0] for r in rows if r["tokens"]} == {
+        "common_crawl", "wikipedia", "arxiv", "stackexchange", "github", "books"}
+    for row in rows:
+        parts = read_parts(row["output"])
+        datasets = [IndexedDataset(p["prefix"]) for p in parts]
+        assert sum(len(d) for d in datasets) == row["docs_out"] == clean[row["shard"]]["docs_out"]
+        assert sum(d.num_tokens for d in datasets) == row["tokens"]
+        for dataset in datasets:
             assert dataset[0][0] == 1 and dataset[0][-1] == 2  # BOS ... EOS
+
+
+def test_mixture_table_and_blends(finished_run):
+    [row] = read_manifest(finished_run.output_dir, "mixture")
+    mixture = json.loads((Path(row["output"]) / "mixture.json").read_text())
+    table = mixture["table"]
+    assert set(table) == {"common_crawl", "wikipedia", "arxiv", "stackexchange", "github", "books"}
+    assert sum(r["share"] for r in table.values()) == pytest.approx(1.0)
+    # LLaMA's weights, renormalised over the six sources: Common Crawl takes 82%.
+    assert table["common_crawl"]["share"] == pytest.approx(0.82)
+    train = finished_run.stages.train
+    assert mixture["token_budget"] == train.steps * train.batch_size * train.seq_len
+    for source, r in table.items():
+        assert r["epochs"] == pytest.approx(r["share"] * mixture["token_budget"] / r["tokens"])
+        assert row["counters"][f"tokens_{source}"] == r["tokens"]
+    words = (Path(row["output"]) / "megatron_data_path.txt").read_text().split()
+    weights, prefixes = [float(w) for w in words[::2]], words[1::2]
+    assert sum(weights) == pytest.approx(1.0)
+    assert all(Path(p + ".idx").is_file() for p in prefixes)
+    assert "| common_crawl |" in format_run(finished_run.output_dir, stage="mixture")
+    assert "tokens" in format_run(finished_run.output_dir, stage="tokenize")
 
 
 def test_training_loss_falls_and_checkpoint_is_saved(finished_run):

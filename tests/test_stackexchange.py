@@ -3,6 +3,7 @@ copies of them built here: BOM/DOCTYPE, truncation, undecodable bytes, reordered
 
 import re
 import shutil
+import sqlite3
 from pathlib import Path
 
 import py7zr
@@ -10,6 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from stages.stackexchange import (
+    ANSWERS_IN_ORDER,
+    JOIN_TABLES,
+    QUESTIONS_IN_ORDER,
     STACKEXCHANGE_SCHEMA,
     _RowParser,
     answer_order,
@@ -166,6 +170,15 @@ def test_coffee_accepted_answers(coffee):
     assert "(score 15, accepted):" in q1["text"] and answer_scores(q1["text"])[0] == 15
 
 
+def test_join_queries_need_no_sort():
+    db = sqlite3.connect(":memory:")
+    for statement in JOIN_TABLES:
+        db.execute(statement)
+    for query in (QUESTIONS_IN_ORDER, ANSWERS_IN_ORDER):
+        plan = " ".join(str(row) for row in db.execute("EXPLAIN QUERY PLAN " + query))
+        assert "TEMP B-TREE" not in plan, plan
+
+
 def test_deterministic(tmp_path, coffee):
     run(COFFEE, tmp_path, "a")
     run(COFFEE, tmp_path, "b")
@@ -270,6 +283,8 @@ def test_undecodable_and_invalid_rows(tmp_path, coffee):
     assert stats.docs_out == 224 and docs[-1] == coffee[1][-1]  # reading went on to the end
     reasons = {r["drop_reason"]: r for r in dropped}
     assert "\ufffd" in reasons["undecodable_row"]["text"] and 'Id="2"' in reasons["undecodable_row"]["text"]
+    assert reasons["undecodable_row"]["id"] == f"stackexchange/coffee.stackexchange.com/line-{q + 1}"
+    assert reasons["malformed_row"]["id"] == f"stackexchange/coffee.stackexchange.com/line-{a + 1}"
 
 
 def test_cut_row_does_not_swallow_the_next(tmp_path, coffee):
@@ -282,7 +297,8 @@ def test_cut_row_does_not_swallow_the_next(tmp_path, coffee):
     assert "stackexchange/coffee.stackexchange.com/10" in {d["id"] for d in docs}  # the next row
     # The same when every line arrives in its own block.
     items = list(_RowParser().parse(iter(line + b"\n" for line in bad)))
-    assert [k for k, _ in items].count("bad_line") == 1 and sum(k == "row" for k, _ in items) == 591
+    assert [item for kind, item in items if kind == "bad_line"] == [(i + 1, bad[i])]
+    assert sum(kind == "row" for kind, _ in items) == 591
 
 
 def test_answer_before_question(tmp_path, coffee):
