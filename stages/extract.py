@@ -9,7 +9,7 @@ these reasons (checked in this order):
     http_status_<code>      HTTP status other than 200 (http_status_invalid when not 3 digits)
     not_html                Content-Type neither text/html nor application/xhtml+xml (without a
                             Content-Type the payload is sniffed for <html or <!doctype html)
-    unsupported_encoding    a Content-Encoding warcio cannot undo (br, zstd, ...)
+    unsupported_encoding    a Content-Encoding other than gzip and deflate (br, zstd, ...)
     html_too_large          payload (after content and transfer decoding) over max_html_bytes
     empty_payload           payload empty or whitespace only
     undecodable             no charset decodes it (HTTP charset, <meta> charset, UTF-8, detection;
@@ -80,7 +80,6 @@ from typing import BinaryIO
 import charset_normalizer
 import trafilatura
 from warcio.archiveiterator import ArchiveIterator, WARCIterator
-from warcio.bufferedreaders import BufferedReader
 from warcio.exceptions import ArchiveLoadFailed
 from warcio.recordloader import ArcWarcRecord
 from warcio.statusandheaders import StatusAndHeadersParserException
@@ -90,6 +89,9 @@ from stages.documents import WEB_DOCUMENT_SCHEMA, write_documents
 
 WARC_TYPES = {"warcinfo", "request", "metadata", "resource", "revisit", "conversion", "continuation"}
 HTML_TYPES = {"text/html", "application/xhtml+xml"}
+# warcio also lists br when the brotli package is installed (py7zr installs it), but its br reader
+# fails with brotli 1.2 ("Decompressor object has no attribute unused_data"): only these are undone.
+DECODABLE_ENCODINGS = {"gzip", "deflate"}
 # What warcio raises on bytes that are not a WARC record. AttributeError: a request or response
 # header block cut before its WARC-Target-URI (warcio calls None.startswith).
 WARC_DAMAGE = (
@@ -331,7 +333,7 @@ def _check_response(record: ArcWarcRecord) -> str:
     if content_type and content_type.split(";")[0].strip().lower() not in HTML_TYPES:
         raise Dropped("not_html")
     encoding = (http.get_header("Content-Encoding") or "identity").strip().lower()
-    if encoding != "identity" and encoding not in BufferedReader.get_supported_decompressors():
+    if encoding != "identity" and encoding not in DECODABLE_ENCODINGS:
         raise Dropped("unsupported_encoding")
     return content_type
 

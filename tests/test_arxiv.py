@@ -11,7 +11,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from stages.arxiv import Limits, MacroExpander, extract_arxiv, paper_id_from_name, remove_comments
+from stages.arxiv import (
+    Limits, MacroExpander, extract_arxiv, paper_id_from_name, remove_comments, remove_iffalse,
+)
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "arxiv"
 HOTT = SAMPLES / "1308.0729_HoTT-book"
@@ -49,9 +51,9 @@ def expand(text: str, limits: Limits = LIMITS) -> tuple[str, Counter]:
     return MacroExpander(limits, counters).expand(text), counters
 
 
-def tar_bytes(members: list[tuple[tarfile.TarInfo, bytes | None]], mode="w") -> bytes:
+def tar_bytes(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode=mode) as tar:
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
         for info, data in members:
             if data is not None:
                 info.size = len(data)
@@ -368,7 +370,7 @@ def test_main_file_rule(tmp_path):
     "\\subparagraph{P}", "\\section*{S}", "\\subsection*{S}", "\\section[short]{Long}", "\\paragraph*{P}",
 ])
 def test_every_sectioning_command_starts_the_body(tmp_path, command):
-    source = document(f"\\maketitle\\begin{{abstract}}ABSTRACT\\end{{abstract}}\n{command}\n{FILLER}",
+    source = document(f"\\maketitle\\iffalse\\section{{Draft}}\\fi\n{command}\n{FILLER}",
                       "\\titleformat{\\section}{}")
     paper = write_paper(tmp_path / "2101.00006", {"main.tex": source})
     stats, docs, _ = run(paper, tmp_path)
@@ -410,7 +412,12 @@ def test_comments_removed():
     text = (
         "% a whole line\n"
         "50\\% of it % a trailing comment\n"
-        "a line break \\\\% and a comment\n"
+        "a line break \\\\ % and a comment\n"
+        "glued%\n"
+        "   together, \\newcommand{\\x}{%\n"
+        "  body}\n"
+        "paragraph%\n"
+        "\n"
         "\\verb|%| and \\url{http://x.org/a%20b}\n"
         "\\begin{verbatim}\n% kept\n\\end{verbatim}\n"
         "\\begin{comment}\ngone\n\\end{comment}\n"
@@ -419,11 +426,24 @@ def test_comments_removed():
     assert remove_comments(text, counters) == (
         "50\\% of it\n"
         "a line break \\\\\n"
+        "gluedtogether, \\newcommand{\\x}{body}\n"
+        "paragraph\n"
+        "\n"
         "\\verb|%| and \\url{http://x.org/a%20b}\n"
         "\\begin{verbatim}\n% kept\n\\end{verbatim}\n"
         "end"
     )
-    assert counters == Counter(comments_removed=3, comment_environments_removed=1)
+    assert counters == Counter(comments_removed=6, comment_environments_removed=1)
+
+
+def test_iffalse_blocks_removed():
+    counters = Counter()
+    text = (
+        "a \\iffalse old \\ifx\\a\\b x\\else y\\fi{} draft \\fi b "
+        "\\if0 gone \\else kept \\fi c $p\\iff q$ \\iffalse never closed"
+    )
+    assert remove_iffalse(text, counters) == "a  b  kept  c $p\\iff q$ \\iffalse never closed"
+    assert counters["iffalse_blocks_removed"] == 2
 
 
 def test_latin1_fallback(tmp_path):
@@ -457,11 +477,13 @@ def test_def_with_parameters():
 def test_nested_macros_and_token_boundaries():
     text, counters = expand(
         "\\newcommand{\\R}{\\mathbb{R}}\\newcommand{\\Rn}[1]{\\R^{#1}}\\newcommand{\\ga}{\\alpha}"
-        "\\newcommand{\\vx}[1]{\\vec#1}\\let\\field\\R\\DeclareMathOperator{\\Tr}{Tr}\\DeclareMathOperator*{\\am}{arg\\,min}"
+        "\\newcommand{\\vx}[1]{\\vec#1}\\let\\field\\R"
+        "\\DeclareMathOperator{\\Tr}{Tr}\\DeclareMathOperator*{\\am}{arg\\,min}"
         "$\\Rn{3}$ $\\ga\\ga$ $\\vx{y}$ $\\field$ $\\Tr A$ $\\am_x$"
     )
     assert text == (
-        "$\\mathbb{R}^{3}$ $\\alpha\\alpha$ $\\vec y$ $\\mathbb{R}$ $\\operatorname{Tr} A$ $\\operatorname*{arg\\,min}_x$"
+        "$\\mathbb{R}^{3}$ $\\alpha\\alpha$ $\\vec y$ $\\mathbb{R}$ $\\operatorname{Tr} A$"
+        " $\\operatorname*{arg\\,min}_x$"
     )
     assert counters["macros_expanded"] == 8
 
