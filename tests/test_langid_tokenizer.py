@@ -10,7 +10,7 @@ from classifiers.tokenizer import BOS_ID, EOS_ID, MAX_SENTENCE_BYTES, UNK_ID, lo
 from stages.documents import read_documents
 from stages.extract import extract_warc
 from stages.langid import identify_languages
-from stages.tokenize import read_parts, tokenize_shard
+from stages.tokenize import MAX_PIECE_CHARS, encode_documents, encoding_pieces, read_parts, tokenize_shard
 from stages.tokenizer import sampling_rates, sentencepiece_lines, text_bytes, train_tokenizer
 from tests.support import LID_MODEL, SAMPLES
 from trainer.indexed_dataset import IndexedDataset
@@ -166,3 +166,19 @@ def test_long_lines_are_cut_to_sentencepiece_limit_not_skipped():
     assert pieces[0] == "short"
     assert "".join(pieces[1:]) == line
     assert all(len(p.encode()) <= MAX_SENTENCE_BYTES for p in pieces)
+
+
+def test_long_documents_encode_in_pieces_to_the_same_ids(english, tokenizer_model):
+    """Cutting at single spaces between words (with SentencePiece's dummy prefix standing in for the
+    space cut) gives exactly the ids of the whole text, at any piece size."""
+    sp = load_tokenizer(tokenizer_model)
+    texts = [d["text"] for path in english for d in read_documents(path)][:40]
+    texts.append("no_spaces_at_all_" * 500 + " then words  double  spaced\n\tand tabs " * 50)
+    for max_chars in (40, 300, 5_000):
+        for text in texts:
+            pieces = encoding_pieces(text, max_chars)
+            assert " ".join(pieces) == text
+            assert [i for ids in sp.encode(pieces) for i in ids] == sp.encode(text)
+    long_text = " ".join(texts)
+    assert len(encoding_pieces(long_text)) > 1 or len(long_text) <= MAX_PIECE_CHARS
+    assert next(encode_documents(sp, [long_text * 3], num_threads=1)) == sp.encode(long_text * 3)

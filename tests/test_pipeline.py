@@ -340,3 +340,29 @@ def test_wikipedia_dumps_run_as_their_own_stage(tmp_path):
     assert len(articles) == rows["enwiki-table-markup"]["docs_out"] > 0
     assert all(d["source"] == "wikipedia" and "{|" not in d["text"] for d in articles)
     assert (config.output_dir / "wikipedia" / "references" / "enwiki-table-markup.parquet").is_file()
+
+
+def test_tokenizer_trained_on_the_mix_round_trips_every_source(finished_run):
+    """Real text of every source, plus characters the tokenizer never saw: decode(encode(x)) == x
+    (identity normalisation: no change at all), every digit its own token, no unknown id; and the
+    Hugging Face export gives the same ids."""
+    from transformers import AutoTokenizer
+
+    from classifiers.tokenizer import UNK_ID, load_tokenizer
+
+    [row] = read_manifest(finished_run.output_dir, "tokenizer")
+    sp = load_tokenizer(row["output"])
+    hf = AutoTokenizer.from_pretrained(Path(row["output"]).parent / "hf")
+    texts = []
+    for stage in ("quality_classifier", "wikipedia", "arxiv", "stackexchange", "github_dedup", "books_dedup"):
+        shard = next(r["output"] for r in read_manifest(finished_run.output_dir, stage) if r["docs_out"])
+        texts.append(next(read_documents(shard))["text"][:20_000])
+    texts.append("Ἀθῆναι ❄ 漢字 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 in 2024: 1234567 ≥ 3.14159 \t tabs\r\n")
+    for text in texts:
+        ids = sp.encode(text)
+        assert sp.decode(ids) == text
+        assert UNK_ID not in ids
+        pieces = [sp.id_to_piece(i) for i in ids if not sp.is_byte(i)]  # byte pieces are named <0xNN>
+        assert all(sum(c in "0123456789" for c in piece) <= 1 for piece in pieces)
+        assert hf(text, add_special_tokens=False).input_ids == ids
+        assert hf(text).input_ids == [1, *ids]
