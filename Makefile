@@ -7,7 +7,7 @@ RUN    ?= runs/demo
 STAGES := extract wikipedia langid line_dedup quality near_dedup quality_model quality_classifier \
           arxiv stackexchange github books tokenizer tokenize mixture train
 
-.PHONY: setup demo test inspect bench clean $(STAGES)
+.PHONY: setup demo test inspect bench bench-sources clean $(STAGES)
 
 setup: $(VENV)/.installed
 
@@ -38,6 +38,14 @@ bench: setup
 	$(PY) bench/line_dedup.py
 	$(PY) bench/extract_settings.py
 	$(PY) bench/quality_filter.py
+	$(PY) bench/tokenize_throughput.py
+
+# Throughput of each source's stage on the bundled samples (no baseline: figures for the README).
+bench-sources: setup
+	$(PY) bench/arxiv.py
+	$(PY) bench/stackexchange.py speed
+	$(PY) bench/github.py
+	$(PY) bench/books.py
 
 clean:
 	rm -rf runs
