@@ -346,13 +346,15 @@ def test_tokenizer_trained_on_the_mix_round_trips_every_source(finished_run):
     """Real text of every source, plus characters the tokenizer never saw: decode(encode(x)) == x
     (identity normalisation: no change at all), every digit its own token, no unknown id; and the
     Hugging Face export gives the same ids."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, LlamaTokenizer
 
     from classifiers.tokenizer import UNK_ID, load_tokenizer
 
     [row] = read_manifest(finished_run.output_dir, "tokenizer")
     sp = load_tokenizer(row["output"])
     hf = AutoTokenizer.from_pretrained(Path(row["output"]).parent / "hf")
+    # transformers 5's LlamaTokenizer: the same ids too, except before a leading space (README).
+    llama = LlamaTokenizer.from_pretrained(Path(row["output"]).parent / "hf")
     texts = []
     for stage in ("quality_classifier", "wikipedia", "arxiv", "stackexchange", "github_dedup", "books_dedup"):
         shard = next(r["output"] for r in read_manifest(finished_run.output_dir, stage) if r["docs_out"])
@@ -366,3 +368,4 @@ def test_tokenizer_trained_on_the_mix_round_trips_every_source(finished_run):
         assert all(sum(c in "0123456789" for c in piece) <= 1 for piece in pieces)
         assert hf(text, add_special_tokens=False).input_ids == ids
         assert hf(text).input_ids == [1, *ids]
+        assert llama(text).input_ids == [1, *ids]
