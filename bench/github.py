@@ -20,13 +20,13 @@ import os
 import sys
 import tarfile
 import tempfile
-import time
 import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.timing import best_of  # noqa: E402
 from stages.github import extract_github, find_duplicate_files, hash_files, remove_duplicate_files  # noqa: E402
 
 PACKAGES = sorted(p for p in (ROOT / "samples" / "github").iterdir() if p.is_dir())
@@ -34,16 +34,6 @@ PACKAGES = sorted(p for p in (ROOT / "samples" / "github").iterdir() if p.is_dir
 
 def files_of(package: Path) -> list[Path]:
     return sorted(p for p in package.rglob("*") if p.is_file())
-
-
-def best(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
@@ -75,7 +65,7 @@ def main() -> None:
         def run(paths=paths):
             for i, path in enumerate(paths):
                 extract_github(str(path), str(work / f"{kind}-{i}.parquet"))
-        seconds = best(run, args.repeats)
+        seconds = best_of(args.repeats, run)
         print(f"{kind:<12} {n_files:>6} {seconds:>7.3f} {n_files / seconds:>8.0f} {n_bytes / seconds / 1e6:>6.2f}")
 
     table = work / "table.jsonl.gz"
@@ -87,7 +77,7 @@ def main() -> None:
                                           "path": f.relative_to(package).as_posix(),
                                           "content": f.read_text()}) + "\n")
     shard = work / "table.parquet"
-    seconds = best(lambda: extract_github(str(table), str(shard)), args.repeats)
+    seconds = best_of(args.repeats, lambda: extract_github(str(table), str(shard)))
     files, size = n_files * args.copies, n_bytes * args.copies
     print(f"{'jsonl.gz':<12} {files:>6} {seconds:>7.3f} {files / seconds:>8.0f} {size / seconds / 1e6:>6.2f}")
 
@@ -97,7 +87,7 @@ def main() -> None:
             find_duplicate_files([str(work / "hashes" / f"part-{p:05d}.npy")], str(work / f"dups-{p}"), partition=p)
         return remove_duplicate_files(str(shard), [str(work / f"dups-{p}" / "shard-00000.npy") for p in range(2)],
                                       str(work / "deduped.parquet"))
-    seconds = best(dedup, args.repeats)
+    seconds = best_of(args.repeats, dedup)
     stats = dedup()
     print(f"{'dedup x3':<12} {stats.docs_in:>6} {seconds:>7.3f} {stats.docs_in / seconds:>8.0f} "
           f"docs/s ({stats.dropped['duplicate']} duplicates removed, {stats.docs_out} kept)")

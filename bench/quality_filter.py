@@ -24,7 +24,6 @@ import logging
 import os
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -33,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 import pyarrow.parquet as pq  # noqa: E402
 
+from bench.timing import best_of  # noqa: E402
 from classifiers.quality import load_quality_model, preprocess, train_quality_model  # noqa: E402
 from stages.documents import read_documents, write_documents  # noqa: E402
 from stages.extract import extract_warc  # noqa: E402
@@ -40,16 +40,6 @@ from stages.quality_classifier import build_training_set, score_documents  # noq
 from stages.wikipedia import extract_wikipedia  # noqa: E402
 
 ENWIKI = ROOT / "samples" / "wikipedia" / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
-
-
-def best_of(repeats: int, fn) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:

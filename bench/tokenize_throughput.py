@@ -28,7 +28,6 @@ import logging
 import random
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,22 +35,13 @@ sys.path.insert(0, str(ROOT))
 
 import pyarrow as pa  # noqa: E402
 
+from bench.timing import best_of  # noqa: E402
 from classifiers.tokenizer import load_tokenizer, train_sentencepiece  # noqa: E402
 from stages.documents import DOCUMENT_SCHEMA, read_documents, write_documents  # noqa: E402
 from stages.extract import extract_warc  # noqa: E402
 from stages.tokenize import encode_documents, tokenize_shard  # noqa: E402
 from stages.tokenizer import sentencepiece_lines  # noqa: E402
 from stages.wikipedia import extract_wikipedia  # noqa: E402
-
-
-def best_of(repeats: int, fn) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def real_texts(tmp: Path) -> list[str]:

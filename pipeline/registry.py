@@ -155,56 +155,8 @@ def plan_books(config: RunConfig, _: Upstream) -> list[ShardTask]:
     return tasks
 
 
-def plan_github_hash(config: RunConfig, rows: Upstream) -> list[ShardTask]:
-    out = config.output_dir / "github_dedup" / "hashes"
-    return [ShardTask(r["shard"], [r["output"]], str(out / r["shard"]), i) for i, r in enumerate(rows["github"])]
-
-
-def plan_github_find(config: RunConfig, rows: Upstream) -> list[ShardTask]:
-    out = config.output_dir / "github_dedup" / "duplicates"
-    hashes = [r["output"] for r in rows["github_dedup_hash"]]
-    return [
-        ShardTask(part, [f"{h}/{part}.npy" for h in hashes], str(out / part), p)
-        for p, part in enumerate(_partitions(config, "github"))
-    ]
-
-
-def plan_github_dedup(config: RunConfig, rows: Upstream) -> list[ShardTask]:
-    out = config.output_dir / "github_dedup"
-    duplicates = [r["output"] for r in rows["github_dedup_find"]]
-    return [
-        ShardTask(r["shard"], [r["output"], *(f"{d}/shard-{i:05d}.npy" for d in duplicates)],
-                  str(out / f"{r['shard']}.parquet"), i, _dropped_path(config, "github_dedup", r["shard"]))
-        for i, r in enumerate(rows["github"])
-    ]
-
-
 def _partitions(config: RunConfig, section: str) -> list[str]:
     return [f"part-{p:05d}" for p in range(section_of(config, section).partitions)]
-
-
-def plan_line_hash(config: RunConfig, rows: Upstream) -> list[ShardTask]:
-    out = config.output_dir / "line_dedup" / "hashes"
-    return [ShardTask(r["shard"], [r["output"]], str(out / r["shard"]), i) for i, r in enumerate(rows["langid"])]
-
-
-def plan_line_find(config: RunConfig, rows: Upstream) -> list[ShardTask]:
-    out = config.output_dir / "line_dedup" / "duplicates"
-    hashes = [r["output"] for r in rows["line_dedup_hash"]]
-    return [
-        ShardTask(part, [f"{h}/{part}.npy" for h in hashes], str(out / part), p)
-        for p, part in enumerate(_partitions(config, "line_dedup"))
-    ]
-
-
-def plan_line_dedup(config: RunConfig, rows: Upstream) -> list[ShardTask]:
-    out = config.output_dir / "line_dedup"
-    duplicates = [r["output"] for r in rows["line_dedup_find"]]
-    return [
-        ShardTask(r["shard"], [r["output"], *(f"{d}/shard-{i:05d}.npy" for d in duplicates)],
-                  str(out / f"{r['shard']}.parquet"), i, _dropped_path(config, "line_dedup", r["shard"]))
-        for i, r in enumerate(rows["langid"])
-    ]
 
 
 def _references_of(articles: str) -> str:
@@ -419,6 +371,48 @@ def run_near_dedup(task: ShardTask, params: dict) -> ShardStats:
     return remove_near_duplicates(documents, clusters, task.output, dropped_path=task.dropped)
 
 
+def hash_dedup(
+    name: str,
+    documents: str,
+    section: str,
+    runs: tuple[Callable, Callable, Callable],
+    *,
+    enabled: Callable[[RunConfig], bool] = lambda config: True,
+    settings: tuple[str, ...] | None = None,
+) -> list[StageSpec]:
+    """The three phases of corpus-wide exact dedup by hash over the shards of stage `documents`:
+    `<name>_hash` (per shard: hashes split by partition), `<name>_find` (per partition: the
+    duplicates of each shard) and `<name>` (per shard: the deduplicated documents), under
+    `RUN_DIR/<name>/`. `runs` are the three phases' run functions."""
+
+    def plan_hash(config: RunConfig, rows: Upstream) -> list[ShardTask]:
+        out = config.output_dir / name / "hashes"
+        return [ShardTask(r["shard"], [r["output"]], str(out / r["shard"]), i) for i, r in enumerate(rows[documents])]
+
+    def plan_find(config: RunConfig, rows: Upstream) -> list[ShardTask]:
+        out = config.output_dir / name / "duplicates"
+        hashes = [r["output"] for r in rows[f"{name}_hash"]]
+        return [ShardTask(part, [f"{h}/{part}.npy" for h in hashes], str(out / part), p)
+                for p, part in enumerate(_partitions(config, section))]
+
+    def plan_removal(config: RunConfig, rows: Upstream) -> list[ShardTask]:
+        out = config.output_dir / name
+        duplicates = [r["output"] for r in rows[f"{name}_find"]]
+        return [
+            ShardTask(r["shard"], [r["output"], *(f"{d}/shard-{i:05d}.npy" for d in duplicates)],
+                      str(out / f"{r['shard']}.parquet"), i, _dropped_path(config, name, r["shard"]))
+            for i, r in enumerate(rows[documents])
+        ]
+
+    run_hash, run_find, run_remove = runs
+    return [
+        StageSpec(f"{name}_hash", section, (documents,), plan_hash, run_hash, enabled=enabled, settings=settings),
+        StageSpec(f"{name}_find", section, (f"{name}_hash",), plan_find, run_find, enabled=enabled, settings=settings),
+        StageSpec(name, section, (documents, f"{name}_find"), plan_removal, run_remove, enabled=enabled,
+                  settings=settings),
+    ]
+
+
 def minhash_dedup(name: str, documents: str, section: str, enabled: Callable[[RunConfig], bool]) -> list[StageSpec]:
     """The four phases of MinHash near-duplicate removal over the shards of stage `documents`, with
     the settings of `stages.<section>`: `<name>_signatures` (per shard), `<name>_pairs` (per band-key
@@ -530,9 +524,7 @@ SPECS = [
     # Common Crawl
     StageSpec("extract", "extract", (), _one_shard_per_input("extract", "common_crawl", (".gz", ".warc")), run_extract),
     StageSpec("langid", "langid", ("extract",), per_document_shard("langid", "extract"), run_langid),
-    StageSpec("line_dedup_hash", "line_dedup", ("langid",), plan_line_hash, run_line_hash),
-    StageSpec("line_dedup_find", "line_dedup", ("line_dedup_hash",), plan_line_find, run_line_find),
-    StageSpec("line_dedup", "line_dedup", ("langid", "line_dedup_find"), plan_line_dedup, run_line_dedup),
+    *hash_dedup("line_dedup", "langid", "line_dedup", (run_line_hash, run_line_find, run_line_dedup)),
     StageSpec("quality", "quality", ("line_dedup",), per_document_shard("quality", "line_dedup"), run_quality),
     *minhash_dedup("near_dedup", "quality", "near_dedup", enabled=lambda config: True),
     # Wikipedia, and the quality classifier it trains
@@ -553,12 +545,8 @@ SPECS = [
               enabled=_has_inputs("stackexchange")),
     StageSpec("github", "github", (), _one_shard_per_input("github", "github", GITHUB_SUFFIXES, directories=True),
               run_github, enabled=_has_inputs("github")),
-    StageSpec("github_dedup_hash", "github", ("github",), plan_github_hash, run_github_hash,
-              enabled=_has_inputs("github"), settings=("partitions",)),
-    StageSpec("github_dedup_find", "github", ("github_dedup_hash",), plan_github_find, run_github_find,
-              enabled=_has_inputs("github"), settings=("partitions",)),
-    StageSpec("github_dedup", "github", ("github", "github_dedup_find"), plan_github_dedup, run_github_dedup,
-              enabled=_has_inputs("github"), settings=("partitions",)),
+    *hash_dedup("github_dedup", "github", "github", (run_github_hash, run_github_find, run_github_dedup),
+                enabled=_has_inputs("github"), settings=("partitions",)),
     StageSpec("books", "books", (), plan_books, run_books, enabled=_has_inputs("books")),
     *minhash_dedup("books_dedup", "books", "books.dedup", enabled=_has_inputs("books")),
     # Tokenizer, token shards, training
