@@ -314,7 +314,7 @@ def test_training_lowers_loss_and_checkpoint_restores_model(tmp_path):
     write_dataset(tmp_path / "text", documents, dtype=best_dtype(256))
 
     config = TrainConfig(
-        preset="tiny", seq_len=64, batch_size=8, steps=40, lr=3e-3, warmup_steps=5, log_every=10
+        preset="tiny", seq_len=64, batch_size=8, steps=40, lr=3e-3, warmup_steps=5, log_every=10, holdout=0.1
     )
     summary = train([(1.0, [str(tmp_path / "text")])], vocab_size=256, out_dir=str(tmp_path / "run"), config=config)
 
@@ -328,10 +328,12 @@ def test_training_lowers_loss_and_checkpoint_restores_model(tmp_path):
     assert summary["tokens_per_s"] > 0
     assert summary["params"] == Transformer(tiny_config()).num_params(non_embedding=False)
 
+    assert "val_loss" in log[-1] and log[-1]["val_loss"] < losses[0] - 1.0  # held-out documents
+    assert (tmp_path / "run" / "checkpoints" / "step-00000040" / ".metadata").is_file()  # resumable
+
     model, checkpoint = load_checkpoint(summary["checkpoint"])
     assert checkpoint["step"] == 40
     assert checkpoint["train_config"]["seq_len"] == 64
-    assert checkpoint["optimizer"]["state"]
     rebuilt = Transformer(ModelConfig(**checkpoint["model_config"]))
     rebuilt.load_state_dict(checkpoint["model"])
     inputs, targets = next(iterate_batches([(1.0, open_datasets([tmp_path / "text"]))], 64, 8, seed=0))

@@ -1,37 +1,63 @@
-"""The training loop: AdamW, linear warmup then cosine decay, gradient clipping, a checkpoint.
+"""The training loop: AdamW, linear warmup then cosine decay, gradient clipping and accumulation,
+resumable checkpoints, loss-spike recovery, validation and MFU.
 
-Single process. Model, data and loop live in separate modules so that distributed wrappers
-and resumable checkpoints can be added around them.
+Model (trainer.model), data (trainer.data), parallelism (trainer.distributed), checkpoints
+(trainer.checkpoint), spike detection (trainer.spikes) and logging (trainer.metrics) live in their
+own modules; this one holds the configuration and the loop.
 
     python -m trainer.train --data PREFIX [PREFIX ...] --vocab-size N --out DIR
+    torchrun --nproc-per-node 8 -m trainer.train --parallel fsdp --mixture DIR --vocab-size N --out DIR
+
+Step s trains on global batch s + data_offset (trainer.data.iterate_batches); data_offset is 0
+unless a loss spike made the run skip batches, and is saved in every checkpoint, so a resumed run
+reads exactly the batches an uninterrupted one would.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch.distributed.tensor import DTensor
 
+from trainer.checkpoint import latest_checkpoint, load_checkpoint, load_resumable, save_model, save_resumable
 from trainer.data import iterate_batches, open_datasets
-from trainer.model import PRESETS, ModelConfig, Transformer
+from trainer.distributed import (
+    PARALLEL,
+    RECOMPUTE,
+    World,
+    apply_recompute,
+    close_world,
+    distributed,
+    gradient_sync,
+    init_world,
+    mean_over_ranks,
+    parallelize,
+)
+from trainer.metrics import RunLog, flops_per_token, peak_flops
+from trainer.model import PRESETS, Transformer
+from trainer.spikes import SpikeDetector
+
+__all__ = ["TrainConfig", "build_optimizer", "learning_rate", "load_checkpoint", "main", "train"]
 
 
 @dataclass
 class TrainConfig:
     preset: str = "tiny"
     seq_len: int = 256
-    batch_size: int = 8
+    batch_size: int = 8  # micro-batch: samples per process per forward pass
+    global_batch_tokens: int | None = None  # tokens per optimizer step; None: one micro-batch per process
     steps: int = 50
     lr: float = 3e-3
     min_lr_ratio: float = 0.1
-    warmup_steps: int = 10
+    warmup_steps: int = 2000
     weight_decay: float = 0.1
     betas: tuple[float, float] = (0.9, 0.95)
     eps: float = 1e-5
@@ -40,6 +66,42 @@ class TrainConfig:
     device: str = "cpu"
     log_every: int = 1  # stdout only; train_log.jsonl gets every step
     threads: int | None = None  # torch CPU threads; None leaves torch's default
+    # Checkpoints (trainer.checkpoint): every checkpoint_every steps and at the end.
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 2
+    resume: bool = False  # continue from the newest complete checkpoint in out_dir, if any
+    # Validation on documents held out from training (trainer.data): every eval_every steps and at the end.
+    holdout: float = 0.01
+    eval_every: int = 1000
+    eval_batches: int = 8
+    # Loss-spike recovery (trainer.spikes); spike_window 0 leaves only the NaN/inf check.
+    spike_window: int = 50
+    spike_sigmas: float = 5.0
+    spike_factor: float = 1.5
+    spike_skip_batches: int = 200  # counted from the spike's batch, which is always skipped
+    max_rollbacks: int = 5
+    spike_test_batch: int | None = None  # testing aid: multiply this data batch's loss by 100
+    # Measurement.
+    peak_flops: float | None = None  # FLOP/s per process for MFU; None: known GPUs only
+    tensorboard: bool = True
+    # Parallelism and memory (trainer.distributed).
+    parallel: str = "none"  # none | ddp | fsdp
+    compile: bool = False  # torch.compile each block
+    recompute: str = "none"  # none | attention | block: activation recomputation
+
+
+@dataclass
+class TrainState:
+    """What a checkpoint holds besides the weights and the optimizer."""
+
+    step: int = 0  # completed optimizer steps
+    data_offset: int = 0  # batches skipped after loss spikes
+    losses: list[float] = dataclasses.field(default_factory=list)  # the spike detector's window
+    config: dict = dataclasses.field(default_factory=dict)
+
+
+# Fields a resumed run must share with its checkpoint: they change the model or the data stream.
+RESUME_MUST_MATCH = ("preset", "seq_len", "seed", "holdout")
 
 
 def learning_rate(step: int, config: TrainConfig) -> float:
@@ -61,142 +123,279 @@ def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.
     return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps)
 
 
-def save_checkpoint(
-    path: Path, model: Transformer, optimizer: torch.optim.Optimizer, step: int, config: TrainConfig
-) -> None:
-    """Write the checkpoint to a temporary name and rename it, so a crash never leaves half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "step": step,
-            "model_config": dataclasses.asdict(model.config),
-            "train_config": dataclasses.asdict(config),
-        },
-        tmp,
-    )
-    os.replace(tmp, path)
+def accumulation_steps(config: TrainConfig, world_size: int) -> int:
+    """Micro-batches per process per optimizer step: global_batch_tokens / (batch_size x seq_len x
+    processes), which must be a whole number."""
+    micro_tokens = config.batch_size * config.seq_len * world_size
+    global_tokens = config.global_batch_tokens or micro_tokens
+    if global_tokens % micro_tokens:
+        raise ValueError(
+            f"global batch of {global_tokens} tokens is not a multiple of {micro_tokens} "
+            f"(batch_size {config.batch_size} x seq_len {config.seq_len} x {world_size} processes)"
+        )
+    return global_tokens // micro_tokens
 
 
-def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[Transformer, dict]:
-    """The model stored in a checkpoint, and the checkpoint itself."""
-    checkpoint = torch.load(path, map_location=device, weights_only=True)
-    model = Transformer(ModelConfig(**checkpoint["model_config"])).to(device)
-    model.load_state_dict(checkpoint["model"])
-    return model, checkpoint
+def check_config(config: TrainConfig) -> None:
+    if config.preset not in PRESETS:
+        raise ValueError(f"unknown preset {config.preset!r}; choose from {list(PRESETS)}")
+    if config.recompute not in RECOMPUTE:
+        raise ValueError(f"unknown recompute {config.recompute!r}; choose from {RECOMPUTE}")
+    if config.spike_skip_batches < 1:
+        raise ValueError("spike_skip_batches must be at least 1: the spike's own batch is skipped")
+    if not 0.0 <= config.holdout < 1.0:
+        raise ValueError(f"holdout {config.holdout} is not a fraction in [0, 1)")
+
+
+def _full(value: torch.Tensor) -> torch.Tensor:
+    return value.full_tensor() if isinstance(value, DTensor) else value
+
+
+def train_step(
+    model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor], config: TrainConfig, world: World,
+    loss_scale: float = 1.0,
+) -> tuple[float, float]:
+    """Forward and backward over this process's micro-batches of one global batch, then clip.
+    Returns the mean loss over the global batch and the gradient norm before clipping; the caller
+    decides whether to take the optimizer step."""
+    inputs, targets = batch
+    micro_batches = list(zip(inputs.split(config.batch_size), targets.split(config.batch_size)))
+    total = torch.zeros((), device=world.device)
+    for i, (x, y) in enumerate(micro_batches):
+        with gradient_sync(model, i == len(micro_batches) - 1):
+            with torch.autocast(world.device.type, dtype=torch.bfloat16, enabled=world.device.type == "cuda"):
+                _, loss = model(x.to(world.device), y.to(world.device))
+            loss = loss * loss_scale
+            (loss / len(micro_batches)).backward()
+        total += loss.detach()
+    loss = mean_over_ranks(total / len(micro_batches))
+    grad_norm = _full(torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip))
+    return loss.item(), grad_norm.item()
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]], config: TrainConfig, world: World
+) -> float:
+    """The mean loss over the validation batches, each process its rows, a micro-batch at a time."""
+    model.eval()
+    losses = []
+    for inputs, targets in batches:
+        for x, y in zip(inputs.split(config.batch_size), targets.split(config.batch_size)):
+            with torch.autocast(world.device.type, dtype=torch.bfloat16, enabled=world.device.type == "cuda"):
+                losses.append(model(x.to(world.device), y.to(world.device))[1].float())
+    model.train()
+    return mean_over_ranks(torch.stack(losses).mean()).item()
+
+
+def _restore(path: Path, model, optimizer) -> TrainState:
+    saved = load_resumable(path, model, optimizer, {"state": ""})
+    return TrainState(**json.loads(saved["state"]))
+
+
+def _save(out: Path, model, optimizer, state: TrainState, config: TrainConfig) -> None:
+    saved = {"state": json.dumps(dataclasses.asdict(state))}
+    save_resumable(out, state.step, model, optimizer, saved, config.keep_checkpoints)
+
+
+def _check_resumable(saved: dict, config: TrainConfig, global_tokens: int) -> None:
+    now = dataclasses.asdict(config) | {"global_tokens": global_tokens}
+    different = [key for key in (*RESUME_MUST_MATCH, "global_tokens") if saved.get(key) != now[key]]
+    if different:
+        raise ValueError(f"cannot resume: the checkpoint was trained with different {', '.join(different)}")
 
 
 def train(data: list[tuple[float, list[str]]], vocab_size: int, out_dir: str, config: TrainConfig) -> dict:
-    """Train on `data`, a blend of (weight, indexed dataset prefixes) per source."""
-    if config.preset not in PRESETS:
-        raise ValueError(f"unknown preset {config.preset!r}; choose from {list(PRESETS)}")
+    """Train on `data`, a blend of (weight, indexed dataset prefixes) per source.
+
+    Every process of a torchrun launch calls this. Returns a summary; summary["checkpoint"] is the
+    final model file (trainer.checkpoint.load_checkpoint reads it).
+    """
+    check_config(config)
+    joined = not distributed()
+    world = init_world(config.parallel, config.device)
+    try:
+        return _train(data, vocab_size, Path(out_dir), config, world)
+    finally:
+        if joined:
+            close_world()
+
+
+def _train(data, vocab_size: int, out: Path, config: TrainConfig, world: World) -> dict:
     if config.threads:
         torch.set_num_threads(config.threads)
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    device = torch.device(config.device)
-    torch.manual_seed(config.seed)
+    accumulation = accumulation_steps(config, world.size)
+    global_samples = config.batch_size * accumulation * world.size
+    global_tokens = global_samples * config.seq_len
 
-    model_config = dataclasses.replace(
-        PRESETS[config.preset], vocab_size=vocab_size, max_seq_len=config.seq_len
-    )
-    model = Transformer(model_config).to(device)
+    torch.manual_seed(config.seed)  # the same initial weights on every process
+    model_config = dataclasses.replace(PRESETS[config.preset], vocab_size=vocab_size, max_seq_len=config.seq_len)
+    model = Transformer(model_config).to(world.device)
+    params, non_embedding = model.num_params(non_embedding=False), model.num_params()
+    apply_recompute(model, config.recompute)
+    model = parallelize(model, config.parallel, world, config.compile)
     optimizer = build_optimizer(model, config)
+
     sources = [(weight, open_datasets(prefixes)) for weight, prefixes in data]
-    batches = iterate_batches(sources, config.seq_len, config.batch_size, config.seed)
-    params = model.num_params(non_embedding=False)
-    print(f"model {config.preset}: {params:,} parameters ({model.num_params():,} non-embedding)")
+    validation = _validation_batches(sources, config, global_samples, world)
+    state = TrainState(config=dataclasses.asdict(config) | {"global_tokens": global_tokens})
+    checkpoint = latest_checkpoint(out) if config.resume else None
+    if checkpoint is not None:
+        saved = _restore(checkpoint, model, optimizer)
+        _check_resumable(saved.config, config, global_tokens)
+        state = dataclasses.replace(saved, config=state.config)
+    peak = peak_flops(world.device, config.peak_flops)
+    flops = flops_per_token(model_config, non_embedding, config.seq_len)
+    log = RunLog(out, world.is_main, append=checkpoint is not None, tensorboard=config.tensorboard)
+    say = print if world.is_main else (lambda *args: None)
+    say(f"model {config.preset}: {params:,} parameters ({non_embedding:,} non-embedding); "
+        f"{world.size} process(es) x {accumulation} micro-batch(es) of {config.batch_size} = {global_tokens:,} tokens a step"
+        + (f"; resuming at step {state.step}" if checkpoint else ""))
 
-    tokens_per_step = config.batch_size * config.seq_len
-    losses = []
+    detector = SpikeDetector(config.spike_window, config.spike_sigmas, config.spike_factor, state.losses)
+    losses: dict[int, float] = {}
+    rollbacks, batches = 0, None
     started = time.perf_counter()
-    with open(out / "train_log.jsonl", "w") as log:
-        for step in range(config.steps):
-            step_started = time.perf_counter()
-            lr = learning_rate(step, config)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            inputs, targets = (t.to(device) for t in next(batches))
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                _, loss = model(inputs, targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
+    while state.step < config.steps:
+        step, batch_index = state.step, state.step + state.data_offset
+        if batches is None:
+            batches = iterate_batches(
+                sources, config.seq_len, global_samples, config.seed, start=batch_index,
+                rank=world.rank, world_size=world.size, holdout=config.holdout,
+            )
+        step_started = time.perf_counter()
+        lr = learning_rate(step, config)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        optimizer.zero_grad(set_to_none=True)
+        scale = 100.0 if batch_index == config.spike_test_batch else 1.0
+        loss, grad_norm = train_step(model, next(batches), config, world, scale)
 
-            losses.append(loss.item())  # also waits for the device, so the timing below is real
-            tokens_per_s = tokens_per_step / (time.perf_counter() - step_started)
-            record = {
-                "step": step,
-                "loss": losses[-1],
-                "lr": lr,
-                "grad_norm": grad_norm.item(),
-                "tokens_per_s": tokens_per_s,
-            }
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-            if step % config.log_every == 0 or step == config.steps - 1:
-                print(
-                    f"step {step:5d} | loss {record['loss']:.4f} | lr {lr:.2e} "
-                    f"| grad norm {record['grad_norm']:.3f} | {tokens_per_s:,.0f} tok/s"
-                )
+        if detector.is_spike(loss, grad_norm):
+            rollbacks += 1
+            if rollbacks > config.max_rollbacks:
+                raise RuntimeError(f"loss spike at step {step} after {config.max_rollbacks} rollbacks; giving up")
+            state = _recover(out, model, optimizer, state, batch_index, config)
+            detector = SpikeDetector(config.spike_window, config.spike_sigmas, config.spike_factor, state.losses)
+            batches = None
+            event = {"step": step, "event": "loss_spike", "loss": loss, "grad_norm": grad_norm, "batch": batch_index,
+                     "rolled_back_to": state.step, "next_batch": state.step + state.data_offset}
+            log.write(event)
+            say(f"step {step:5d} | loss spike {loss:.4f}: rolled back to step {state.step}, "
+                f"continuing at batch {event['next_batch']}")
+            continue
+
+        optimizer.step()
+        detector.accept(loss)
+        losses[step] = loss
+        seconds = time.perf_counter() - step_started
+        record = {"step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": global_tokens / seconds}
+        if peak:
+            record["mfu"] = record["tokens_per_s"] * flops / (peak * world.size)
+        state = dataclasses.replace(state, step=step + 1, losses=list(detector.losses))
+        last = state.step == config.steps
+        if validation and (state.step % config.eval_every == 0 or last):
+            record["val_loss"] = evaluate(model, validation, config, world)
+        log.write(record)
+        if step % config.log_every == 0 or last:
+            say(_format(record))
+        if state.step % config.checkpoint_every == 0 or last:
+            _save(out, model, optimizer, state, config)
     elapsed = time.perf_counter() - started
+    log.close()
 
-    checkpoint = out / "checkpoint.pt"
-    save_checkpoint(checkpoint, model, optimizer, config.steps, config)
+    final = out / "checkpoint.pt"
+    save_model(final, model, model_config, config, state.step)
+    trained = len(losses)
     return {
         "steps": config.steps,
-        "first_loss": losses[0] if losses else None,
-        "final_loss": losses[-1] if losses else None,
-        "tokens_seen": config.steps * tokens_per_step,
-        "tokens_per_s": config.steps * tokens_per_step / elapsed if elapsed else 0.0,
+        "first_loss": losses[min(losses)] if losses else None,
+        "final_loss": losses[max(losses)] if losses else None,
+        "tokens_seen": config.steps * global_tokens,
+        "tokens_per_s": trained * global_tokens / elapsed if elapsed else 0.0,
         "params": params,
-        "checkpoint": str(checkpoint),
+        "checkpoint": str(final),
     }
 
 
+def _format(record: dict) -> str:
+    parts = [
+        f"step {record['step']:5d}", f"loss {record['loss']:.4f}", f"lr {record['lr']:.2e}",
+        f"grad norm {record['grad_norm']:.3f}", f"{record['tokens_per_s']:,.0f} tok/s",
+    ]
+    if "mfu" in record:
+        parts.append(f"MFU {record['mfu']:.1%}")
+    if "val_loss" in record:
+        parts.append(f"val loss {record['val_loss']:.4f}")
+    return " | ".join(parts)
+
+
+def _validation_batches(sources, config: TrainConfig, global_samples: int, world: World) -> list | None:
+    """This process's rows of the first eval_batches global batches of the held-out split (the
+    same set for any number of processes), or None when the split cannot fill one sample of each
+    source (holdout 0, or tiny data)."""
+    if config.eval_batches < 1 or config.holdout == 0:
+        return None
+    try:
+        batches = iterate_batches(
+            sources, config.seq_len, global_samples, config.seed,
+            rank=world.rank, world_size=world.size, holdout=config.holdout, split="valid",
+        )
+        return list(itertools.islice(batches, config.eval_batches))
+    except ValueError as error:
+        if world.is_main:
+            print(f"no validation: {error}")
+        return None
+
+
+def _recover(out: Path, model, optimizer, state: TrainState, spike_batch: int, config: TrainConfig) -> TrainState:
+    """PaLM's recipe: back to the newest checkpoint (without one, the spike's update is simply not
+    taken), and on from data batch spike_batch + spike_skip_batches, so the batches from the
+    checkpoint's position up to there are never trained on."""
+    checkpoint = latest_checkpoint(out)
+    if checkpoint is not None:
+        state = dataclasses.replace(_restore(checkpoint, model, optimizer), config=state.config)
+    return dataclasses.replace(state, data_offset=spike_batch + config.spike_skip_batches - state.step)
+
+
+# --- command line ------------------------------------------------------------------------------
+
+_CHOICES = {"preset": list(PRESETS), "parallel": list(PARALLEL), "recompute": list(RECOMPUTE)}
+_TYPES = {"int": int, "float": float, "str": str, "int | None": int, "float | None": float}
+
+
+def _config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One --flag per TrainConfig field (betas aside), with the field's default."""
+    for field in dataclasses.fields(TrainConfig):
+        flag = "--" + field.name.replace("_", "-")
+        if field.type == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default)
+        elif field.type in _TYPES:
+            parser.add_argument(flag, type=_TYPES[field.type], default=field.default, choices=_CHOICES.get(field.name))
+
+
 def main(argv: list[str] | None = None) -> None:
-    defaults = TrainConfig()
     parser = argparse.ArgumentParser(
         prog="python -m trainer.train",
-        description="Train a LLaMA-architecture model on Megatron indexed datasets.",
+        description="Train a LLaMA-architecture model on Megatron indexed datasets (under torchrun for "
+        "several processes). Every TrainConfig field is a flag.",
     )
     data = parser.add_mutually_exclusive_group(required=True)
     data.add_argument("--data", nargs="+", metavar="PREFIX", help="indexed dataset prefixes (.bin/.idx), one source")
     data.add_argument("--mixture", metavar="DIR", help="a run's mixture directory: its sources blended by weight")
     parser.add_argument("--vocab-size", type=int, required=True)
-    parser.add_argument("--out", required=True, help="directory for train_log.jsonl and checkpoint.pt")
-    parser.add_argument("--preset", choices=list(PRESETS), default=defaults.preset)
-    parser.add_argument("--steps", type=int, default=defaults.steps)
-    parser.add_argument("--seq-len", type=int, default=defaults.seq_len)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--lr", type=float, default=defaults.lr)
-    parser.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--device", default=defaults.device)
-    parser.add_argument("--threads", type=int, default=defaults.threads)
-    parser.add_argument("--log-every", type=int, default=defaults.log_every)
-    args = parser.parse_args(argv)
-    config = TrainConfig(
-        preset=args.preset,
-        seq_len=args.seq_len,
-        batch_size=args.batch_size,
-        steps=args.steps,
-        lr=args.lr,
-        warmup_steps=args.warmup_steps,
-        seed=args.seed,
-        device=args.device,
-        log_every=args.log_every,
-        threads=args.threads,
-    )
-    if args.mixture:
+    parser.add_argument("--out", required=True, help="directory for train_log.jsonl, checkpoints/ and checkpoint.pt")
+    _config_arguments(parser)
+    args = vars(parser.parse_args(argv))
+    config = TrainConfig(**{f.name: args[f.name] for f in dataclasses.fields(TrainConfig) if f.name in args})
+    if args["mixture"]:
         from stages.mixture import read_blend
 
-        blend = [(source["weight"], source["prefixes"]) for source in read_blend(args.mixture)]
+        blend = [(source["weight"], source["prefixes"]) for source in read_blend(args["mixture"])]
     else:
-        blend = [(1.0, args.data)]
-    summary = train(blend, args.vocab_size, args.out, config)
+        blend = [(1.0, args["data"])]
+    summary = train(blend, args["vocab_size"], args["out"], config)
     print(json.dumps(summary))
 
 

@@ -1,0 +1,71 @@
+"""Two processes on the CPU (gloo): DDP and FSDP2 train exactly as one process does on the same
+global batch, and an FSDP2 checkpoint written by both ranks resumes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from tests.test_trainer_loop import small_config, step_records, text_dataset
+from trainer.train import train
+
+WORLD = 2
+
+
+def worker(rank: int, data: list, root: Path) -> None:
+    """One rank: a DDP run, an FSDP2 run with two accumulated micro-batches, then the FSDP2 run
+    resumed from its step-2 checkpoint. The ranks meet through a file, not a port that another
+    process could take first; torchrun would set these variables and a TCP rendezvous."""
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank))
+    dist.init_process_group("gloo", init_method=f"file://{root / 'rendezvous'}", rank=rank, world_size=WORLD)
+    try:
+        train(data, 256, str(root / "ddp"), small_config(steps=4, parallel="ddp", batch_size=4))
+        fsdp = small_config(steps=4, parallel="fsdp", batch_size=2, global_batch_tokens=8 * 32, checkpoint_every=2,
+                            keep_checkpoints=3, recompute="attention")
+        train(data, 256, str(root / "fsdp"), fsdp)
+        if rank == 0:
+            shutil.copytree(root / "fsdp" / "checkpoints" / "step-00000002", root / "resumed" / "checkpoints" / "step-00000002")
+        dist.barrier()
+        train(data, 256, str(root / "resumed"), small_config(**{**fsdp.__dict__, "resume": True}))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("distributed")
+    data = text_dataset(root)
+    train(data, 256, str(root / "single"), small_config(steps=4, batch_size=8))
+    mp.start_processes(worker, args=(data, root), nprocs=WORLD, start_method="spawn")
+    return root
+
+
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_two_processes_match_one(runs, parallel):
+    single, parallel_run = step_records(runs / "single"), step_records(runs / parallel)
+    assert sorted(parallel_run) == list(range(4))
+    for step in range(4):
+        assert parallel_run[step]["loss"] == pytest.approx(single[step]["loss"], rel=1e-5)
+        assert parallel_run[step]["grad_norm"] == pytest.approx(single[step]["grad_norm"], rel=1e-4)
+    assert parallel_run[3]["val_loss"] == pytest.approx(single[3]["val_loss"], rel=1e-5)
+    final = torch.load(runs / parallel / "checkpoint.pt", weights_only=True)["model"]
+    reference = torch.load(runs / "single" / "checkpoint.pt", weights_only=True)["model"]
+    assert final.keys() == reference.keys()
+    for name in reference:
+        torch.testing.assert_close(final[name], reference[name], rtol=1e-4, atol=1e-5)
+
+
+def test_fsdp_checkpoint_from_two_ranks_resumes(runs):
+    assert sorted(p.name for p in (runs / "fsdp" / "checkpoints" / "step-00000002").glob("rng-rank*.pt")) == [
+        "rng-rank0.pt", "rng-rank1.pt"
+    ]
+    original, resumed = step_records(runs / "fsdp"), step_records(runs / "resumed")
+    assert sorted(resumed) == [2, 3]
+    for step in (2, 3):
+        assert resumed[step]["loss"] == original[step]["loss"]
