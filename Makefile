@@ -7,7 +7,7 @@ RUN    ?= runs/demo
 STAGES := extract wikipedia langid line_dedup quality near_dedup quality_model quality_classifier \
           arxiv stackexchange github books tokenizer tokenize mixture train
 
-.PHONY: setup demo test inspect bench bench-sources clean $(STAGES)
+.PHONY: setup demo test inspect bench bench-train bench-sources clean $(STAGES)
 
 setup: $(VENV)/.installed
 
@@ -41,6 +41,10 @@ bench: setup
 	$(PY) bench/tokenize_throughput.py
 
 # Throughput of each source's stage on the bundled samples (no baseline: figures for the README).
+# Tokens/s and MFU of the model presets: run it on the GPU machine (bench/train.py).
+bench-train: setup
+	$(PY) bench/train.py
+
 bench-sources: setup
 	$(PY) bench/arxiv.py
 	$(PY) bench/stackexchange.py speed
