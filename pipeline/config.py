@@ -268,15 +268,30 @@ ModelPreset = Literal["tiny", "125M", "350M", "1B", "7B"]
 
 
 class TrainParams(Section):
+    """trainer.train.TrainConfig's settings, as the train stage passes them (one process; for
+    several GPUs run `torchrun -m trainer.train --mixture RUN_DIR/mixture ...`, README)."""
+
     preset: ModelPreset = "tiny"
     steps: PositiveInt = 60
     seq_len: PositiveInt = 256
-    batch_size: PositiveInt = 8
+    batch_size: PositiveInt = Field(default=8, description="sequences per micro-batch")
+    global_batch_tokens: PositiveInt | None = Field(
+        default=None, description="tokens per optimizer step (gradient accumulation); null: one micro-batch"
+    )
     lr: Annotated[float, Field(gt=0)] = 3e-3
     warmup_steps: Annotated[int, Field(ge=0)] = 10
     seed: int = 0
     threads: PositiveInt = 2
     device: Literal["cpu", "cuda"] = "cpu"
+    checkpoint_every: PositiveInt = 1000
+    resume: bool = Field(default=False, description="continue from the newest checkpoint in RUN_DIR/train")
+    holdout: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(default=0.01, description="documents held out for validation")
+    eval_every: PositiveInt = 1000
+    spike_window: Annotated[int, Field(ge=0)] = 50
+    spike_skip_batches: Annotated[int, Field(ge=0)] = 200
+    tensorboard: bool = True
+    compile: bool = False
+    recompute: Literal["none", "attention", "block"] = "none"
 
 
 class StagesSection(Section):

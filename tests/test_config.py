@@ -1,4 +1,5 @@
 from pathlib import Path
+from typing import get_args
 
 import pytest
 import yaml
@@ -83,9 +84,18 @@ def test_cli_refuses_a_stage_whose_upstream_has_not_run(tmp_path, capsys):
 
 
 def test_config_presets_are_the_trainers():
-    from typing import get_args
-
     from pipeline.config import ModelPreset
     from trainer.model import PRESETS
 
     assert set(get_args(ModelPreset)) == set(PRESETS)
+
+
+def test_train_settings_are_the_trainers():
+    import dataclasses
+
+    from pipeline.config import TrainParams
+    from trainer.distributed import RECOMPUTE
+    from trainer.train import TrainConfig
+
+    assert set(TrainParams.model_fields) <= {f.name for f in dataclasses.fields(TrainConfig)}
+    assert set(get_args(TrainParams.model_fields["recompute"].annotation)) == set(RECOMPUTE)
