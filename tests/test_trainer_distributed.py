@@ -69,3 +69,27 @@ def test_fsdp_checkpoint_from_two_ranks_resumes(runs):
     assert sorted(resumed) == [2, 3]
     for step in (2, 3):
         assert resumed[step]["loss"] == original[step]["loss"]
+
+
+def test_torchrun_launches_the_cli(runs, tmp_path):
+    """The real launcher: `torchrun --standalone --nproc-per-node 2 -m trainer.train --parallel ddp`
+    (its own rendezvous on a free port), micro-batches of 4 on each of 2 ranks, trains as the single
+    process did on batches of 8."""
+    import subprocess
+    import sys
+
+    prefix = str(runs / "text")
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(WORLD),
+        "-m", "trainer.train", "--data", prefix, "--vocab-size", "256", "--out", str(tmp_path / "torchrun"),
+        "--parallel", "ddp", "--preset", "tiny", "--seq-len", "32", "--batch-size", "4", "--steps", "4",
+        "--lr", "3e-3", "--warmup-steps", "2", "--threads", "1", "--holdout", "0.1", "--eval-every", "4",
+        "--eval-batches", "2", "--no-tensorboard",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    single, launched = step_records(runs / "single"), step_records(tmp_path / "torchrun")
+    for step in range(4):
+        assert launched[step]["loss"] == pytest.approx(single[step]["loss"], rel=1e-5)
