@@ -6,6 +6,10 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +89,44 @@ def test_resumed_run_repeats_the_uninterrupted_one_exactly(tmp_path, data):
     reference, _ = load_checkpoint(tmp_path / "full" / "checkpoint.pt")
     assert all(torch.equal(a, b) for a, b in zip(final.state_dict().values(), reference.state_dict().values()))
     assert not (killed / "checkpoints" / ".tmp-step-00000006").exists()  # the next save replaced it
+
+
+def _cli(data, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "trainer.train", "--data", *data[0][1], "--vocab-size", "256", "--out", str(out),
+            "--preset", "tiny", "--seq-len", "32", "--batch-size", "4", "--steps", "30", "--lr", "3e-3",
+            "--warmup-steps", "2", "--threads", "1", "--holdout", "0.1", "--eval-every", "100",
+            "--no-tensorboard", "--checkpoint-every", "4", "--keep-checkpoints", "10", *extra]
+
+
+def test_a_killed_process_resumes_to_the_same_loss_curve(tmp_path, data):
+    """SIGKILL a real training process once it has checkpointed, then `--resume`: the steps from the
+    checkpoint on repeat the uninterrupted run's losses exactly."""
+    subprocess.run(_cli(data, tmp_path / "full"), cwd=REPO, check=True, capture_output=True, timeout=300)
+    full = step_records(tmp_path / "full")
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(_cli(data, killed), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (killed / "checkpoints" / "step-00000008").is_dir():
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    checkpoint = latest_checkpoint(killed)
+    assert checkpoint is not None and int(checkpoint.name.split("-")[1]) < 30, "the kill should land mid-run"
+
+    subprocess.run(_cli(data, killed, "--resume"), cwd=REPO, check=True, capture_output=True, timeout=300)
+    resumed = step_records(killed)
+    assert sorted(resumed) == list(range(30))
+    assert [resumed[s]["loss"] for s in range(30)] == [full[s]["loss"] for s in range(30)]
+
+
+def test_compiled_blocks_train_as_eager_ones(tmp_path, data):
+    """torch.compile (inductor, on the CPU here) changes speed, not the losses."""
+    train(data, 256, str(tmp_path / "eager"), small_config(steps=3))
+    train(data, 256, str(tmp_path / "compiled"), small_config(steps=3, compile=True))
+    eager, compiled = step_records(tmp_path / "eager"), step_records(tmp_path / "compiled")
+    for step in range(3):
+        assert compiled[step]["loss"] == pytest.approx(eager[step]["loss"], rel=1e-4)
 
 
 def test_resume_without_a_checkpoint_starts_afresh_and_refuses_another_model(tmp_path, data):
