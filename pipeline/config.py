@@ -175,7 +175,7 @@ class GithubParams(Section):
     """stages.github.extract_github's options (GUIDE thresholds), and the corpus-wide exact dedup."""
 
     licenses: list[str] = Field(default=list(github.ALLOWED_LICENSES), min_length=1, description="SPDX ids kept")
-    extensions: list[str] | None = Field(default=None, description="file suffixes kept; null: stages.github.EXTENSIONS")
+    extensions: list[str] = Field(default=list(github.EXTENSIONS), min_length=1, description="file suffixes kept")
     max_line_length: PositiveInt = 1000
     max_mean_line_length: PositiveInt = 100
     min_alnum_fraction: Fraction = 0.25

@@ -274,7 +274,7 @@ def run_stackexchange(task: ShardTask, params: dict) -> ShardStats:
 def run_github(task: ShardTask, params: dict) -> ShardStats:
     from stages.github import extract_github
 
-    settings = {k: v for k, v in params.items() if k != "partitions" and not (k == "extensions" and v is None)}
+    settings = {k: v for k, v in params.items() if k != "partitions"}
     return extract_github(task.inputs[0], task.output, dropped_path=task.dropped, **settings)
 
 
@@ -520,13 +520,20 @@ def _has_inputs(source: str) -> Callable[[RunConfig], bool]:
     return lambda config: bool(getattr(config.inputs, source))
 
 
+# The multi-phase steps, each a list of stages.
+LINE_DEDUP = hash_dedup("line_dedup", "langid", "line_dedup", (run_line_hash, run_line_find, run_line_dedup))
+NEAR_DEDUP = minhash_dedup("near_dedup", "quality", "near_dedup", enabled=lambda config: True)
+GITHUB_DEDUP = hash_dedup("github_dedup", "github", "github", (run_github_hash, run_github_find, run_github_dedup),
+                          enabled=_has_inputs("github"), settings=("partitions",))
+BOOKS_DEDUP = minhash_dedup("books_dedup", "books", "books.dedup", enabled=_has_inputs("books"))
+
 SPECS = [
     # Common Crawl
     StageSpec("extract", "extract", (), _one_shard_per_input("extract", "common_crawl", (".gz", ".warc")), run_extract),
     StageSpec("langid", "langid", ("extract",), per_document_shard("langid", "extract"), run_langid),
-    *hash_dedup("line_dedup", "langid", "line_dedup", (run_line_hash, run_line_find, run_line_dedup)),
+    *LINE_DEDUP,
     StageSpec("quality", "quality", ("line_dedup",), per_document_shard("quality", "line_dedup"), run_quality),
-    *minhash_dedup("near_dedup", "quality", "near_dedup", enabled=lambda config: True),
+    *NEAR_DEDUP,
     # Wikipedia, and the quality classifier it trains
     StageSpec("wikipedia", "wikipedia", (), _one_shard_per_input("wikipedia", "wikipedia", (".bz2", ".xml")),
               run_wikipedia, enabled=_has_inputs("wikipedia")),
@@ -545,10 +552,9 @@ SPECS = [
               enabled=_has_inputs("stackexchange")),
     StageSpec("github", "github", (), _one_shard_per_input("github", "github", GITHUB_SUFFIXES, directories=True),
               run_github, enabled=_has_inputs("github")),
-    *hash_dedup("github_dedup", "github", "github", (run_github_hash, run_github_find, run_github_dedup),
-                enabled=_has_inputs("github"), settings=("partitions",)),
+    *GITHUB_DEDUP,
     StageSpec("books", "books", (), plan_books, run_books, enabled=_has_inputs("books")),
-    *minhash_dedup("books_dedup", "books", "books.dedup", enabled=_has_inputs("books")),
+    *BOOKS_DEDUP,
     # Tokenizer, token shards, training
     StageSpec("tokenizer", "tokenizer", CLEAN_DOCUMENT_STAGES, plan_tokenizer, run_tokenizer, _threads("num_threads"),
               lambda model: Path(model).parent / "hf" / "tokenizer.json", also=("mixture",)),
@@ -563,11 +569,11 @@ STAGE_ORDER = list(STAGES)
 # `--stages line_dedup` (and `make line_dedup`) runs every phase of a multi-phase step; a source's
 # name runs all of that source's stages.
 STAGE_GROUPS = {
-    "line_dedup": ["line_dedup_hash", "line_dedup_find", "line_dedup"],
-    "near_dedup": ["near_dedup_signatures", "near_dedup_pairs", "near_dedup_clusters", "near_dedup"],
+    "line_dedup": [spec.name for spec in LINE_DEDUP],
+    "near_dedup": [spec.name for spec in NEAR_DEDUP],
     "stackexchange": ["stackexchange_sites", "stackexchange"],
-    "github": ["github", "github_dedup_hash", "github_dedup_find", "github_dedup"],
-    "books": ["books", "books_dedup_signatures", "books_dedup_pairs", "books_dedup_clusters", "books_dedup"],
+    "github": ["github", *(spec.name for spec in GITHUB_DEDUP)],
+    "books": ["books", *(spec.name for spec in BOOKS_DEDUP)],
 }
 
 
