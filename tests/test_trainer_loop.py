@@ -129,6 +129,22 @@ def test_compiled_blocks_train_as_eager_ones(tmp_path, data):
         assert compiled[step]["loss"] == pytest.approx(eager[step]["loss"], rel=1e-4)
 
 
+def test_bf16_autocast_trains_close_to_fp32_with_fp32_weights(tmp_path, data):
+    """The GPU default's mixed precision, exercised on the CPU: bf16 matmuls move the losses a
+    little; the weights (and so the optimizer and checkpoints) stay fp32."""
+    fp32 = train(data, 256, str(tmp_path / "fp32"), small_config(steps=4))
+    bf16 = train(data, 256, str(tmp_path / "bf16"), small_config(steps=4, precision="bf16"))
+    exact, mixed = step_records(tmp_path / "fp32"), step_records(tmp_path / "bf16")
+    assert any(mixed[step]["loss"] != exact[step]["loss"] for step in range(4))
+    for step in range(4):
+        assert mixed[step]["loss"] == pytest.approx(exact[step]["loss"], rel=2e-2)
+    assert bf16["final_loss"] < bf16["first_loss"]
+    saved = torch.load(bf16["checkpoint"], weights_only=True)["model"]
+    assert {tensor.dtype for tensor in saved.values()} == {torch.float32}
+    with pytest.raises(ValueError, match="unknown precision 'fp16'"):
+        train(data, 256, str(tmp_path / "bad"), small_config(precision="fp16"))
+
+
 def test_resume_without_a_checkpoint_starts_afresh_and_refuses_another_model(tmp_path, data):
     config = small_config(steps=2, resume=True)
     train(data, 256, str(tmp_path / "run"), config)
