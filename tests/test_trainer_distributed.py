@@ -19,8 +19,8 @@ WORLD = 2
 
 
 def worker(rank: int, data: list, root: Path) -> None:
-    """One rank: a DDP run, an FSDP2 run with two accumulated micro-batches, then the FSDP2 run
-    resumed from its step-2 checkpoint. The ranks meet through a file, not a port that another
+    """One rank: a DDP run, an FSDP2 run with two accumulated micro-batches, the FSDP2 run resumed
+    from its step-2 checkpoint, then an FSDP2 run in bf16. The ranks meet through a file, not a port that another
     process could take first; torchrun would set these variables and a TCP rendezvous."""
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank))
     dist.init_process_group("gloo", init_method=f"file://{root / 'rendezvous'}", rank=rank, world_size=WORLD)
@@ -33,6 +33,7 @@ def worker(rank: int, data: list, root: Path) -> None:
             shutil.copytree(root / "fsdp" / "checkpoints" / "step-00000002", root / "resumed" / "checkpoints" / "step-00000002")
         dist.barrier()
         train(data, 256, str(root / "resumed"), small_config(**{**fsdp.__dict__, "resume": True}))
+        train(data, 256, str(root / "fsdp-bf16"), small_config(steps=4, parallel="fsdp", batch_size=4, precision="bf16"))
     finally:
         dist.destroy_process_group()
 
@@ -42,6 +43,7 @@ def runs(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("distributed")
     data = text_dataset(root)
     train(data, 256, str(root / "single"), small_config(steps=4, batch_size=8))
+    train(data, 256, str(root / "single-bf16"), small_config(steps=4, batch_size=8, precision="bf16"))
     mp.start_processes(worker, args=(data, root), nprocs=WORLD, start_method="spawn")
     return root
 
@@ -59,6 +61,18 @@ def test_two_processes_match_one(runs, parallel):
     assert final.keys() == reference.keys()
     for name in reference:
         torch.testing.assert_close(final[name], reference[name], rtol=1e-4, atol=1e-5)
+
+
+def test_fsdp_in_bf16_gathers_bf16_and_keeps_fp32_weights(runs):
+    """FSDP2's mixed precision (bf16 parameters gathered, fp32 gradients reduced) trains as one
+    process under bf16 autocast does, up to bf16 rounding, and saves fp32 weights."""
+    single, sharded = step_records(runs / "single-bf16"), step_records(runs / "fsdp-bf16")
+    exact = step_records(runs / "single")
+    assert any(sharded[step]["loss"] != exact[step]["loss"] for step in range(4))
+    for step in range(4):
+        assert sharded[step]["loss"] == pytest.approx(single[step]["loss"], rel=2e-3)
+    final = torch.load(runs / "fsdp-bf16" / "checkpoint.pt", weights_only=True)["model"]
+    assert {tensor.dtype for tensor in final.values()} == {torch.float32}
 
 
 def test_fsdp_checkpoint_from_two_ranks_resumes(runs):

@@ -261,7 +261,7 @@ def _train(data, vocab_size: int, out: Path, config: TrainConfig, world: World) 
 
     model, model_config = build_model(config, vocab_size, world)
     params, non_embedding = model.num_params(non_embedding=False), model.num_params()
-    model = parallelize(model, config.parallel, world, config.compile)
+    model = parallelize(model, config.parallel, world, config.compile, uses_bf16(config, world.device))
     optimizer = build_optimizer(model, config)
 
     sources = [(weight, open_datasets(prefixes)) for weight, prefixes in data]
