@@ -51,10 +51,35 @@ def _tokens_per_source(rows: list[dict]) -> list[str]:
     return [f"    tokens {n:>11,}  {source} ({documents[source]:,} documents)" for source, n in tokens.most_common()]
 
 
+def _training_summary(row: dict) -> list[str]:
+    """Steps, loss, validation loss, speed and loss spikes, from the trainer's train_log.jsonl beside
+    its checkpoint (a step logged again after a resume or rollback counts once, its last record)."""
+    log = Path(row["output"]).parent / "train_log.jsonl"
+    if row["status"] != "done" or not log.is_file():
+        return []
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    steps = {r["step"]: r for r in records if "event" not in r}
+    if not steps:
+        return []
+    first, last = steps[min(steps)], steps[max(steps)]
+    speeds = sorted(r["tokens_per_s"] for r in steps.values())
+    parts = [f"{len(steps):,} steps", f"loss {first['loss']:.3f} -> {last['loss']:.3f}"]
+    validated = [r for r in steps.values() if "val_loss" in r]
+    if validated:
+        parts.append(f"validation loss {validated[-1]['val_loss']:.3f} at step {validated[-1]['step']}")
+    parts.append(f"{speeds[len(speeds) // 2]:,.0f} tokens/s (median step)")
+    if "mfu" in last:
+        parts.append(f"MFU {sorted(r['mfu'] for r in steps.values())[len(steps) // 2]:.1%}")
+    spikes = sum(r.get("event") == "loss_spike" for r in records)
+    if spikes:
+        parts.append(f"{spikes} loss spike(s) rolled back")
+    return [f"    training  {'; '.join(parts)}; log {log}"]
+
+
 # Stage-specific lines from a stage's rows: (rows) -> lines.
 STAGE_DETAILS = {"tokenize": _tokens_per_source}
 # Stage-specific lines read from a stage's outputs: (row) -> lines.
-DETAILS = {"quality_model": _quality_card, "mixture": _mixture_table}
+DETAILS = {"quality_model": _quality_card, "mixture": _mixture_table, "train": _training_summary}
 
 
 def format_stage(rows: list[dict], stage: str, shards: bool = False) -> str:

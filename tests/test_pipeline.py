@@ -114,6 +114,8 @@ def test_training_loss_falls_and_checkpoint_is_saved(finished_run):
     losses = [entry["loss"] for entry in log]
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
     assert all(entry["tokens_per_s"] > 0 for entry in log)
+    summary = format_run(finished_run.output_dir, stage="train")
+    assert f"training  {len(log)} steps; loss {log[0]['loss']:.3f} -> {log[-1]['loss']:.3f}" in summary
 
 
 def test_rerun_recomputes_nothing(finished_run):

@@ -240,6 +240,20 @@ def test_held_out_documents_are_a_fixed_fraction_disjoint_from_training(data):
     assert not held_out(np.zeros_like(keys), keys, 0.0).any()
 
 
+def test_validation_blends_the_sources_that_hold_out_enough(tmp_path, data, capsys):
+    """A source too small to hold out one sample (three 20-token documents) trains but is left out
+    of validation, which goes on over the others, with a message saying so."""
+    with IndexedDatasetWriter(tmp_path / "small", np.uint16) as writer:
+        for start in (0, 20, 40):
+            writer.add_document(list(range(start, start + 20)))
+    blend = [*data, (1.0, [str(tmp_path / "small")])]
+    train(blend, 256, str(tmp_path / "run"), small_config(steps=2, eval_every=2))
+    assert "validation on 1 of 2 sources" in capsys.readouterr().out
+    assert "val_loss" in step_records(tmp_path / "run")[1]
+    train(blend, 256, str(tmp_path / "none"), small_config(steps=2, holdout=0.0))
+    assert "val_loss" not in step_records(tmp_path / "none")[1]
+
+
 def test_mfu_formula_and_peaks():
     config = PRESETS["7B"]
     n = 6_476_005_376  # LLaMA-2 7B less its 32000 x 4096 embedding table

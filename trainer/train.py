@@ -28,7 +28,7 @@ import torch
 from torch.distributed.tensor import DTensor
 
 from trainer.checkpoint import latest_checkpoint, load_checkpoint, load_resumable, save_model, save_resumable
-from trainer.data import iterate_batches, open_datasets
+from trainer.data import PackedDataset, iterate_batches, open_datasets
 from trainer.distributed import (
     PARALLEL,
     RECOMPUTE,
@@ -364,20 +364,25 @@ def _format(record: dict, remaining_seconds: float) -> str:
 
 def _validation_batches(sources, config: TrainConfig, global_samples: int, world: World) -> list | None:
     """This process's rows of the first eval_batches global batches of the held-out split (the
-    same set for any number of processes), or None when the split cannot fill one sample of each
-    source (holdout 0, or tiny data)."""
+    same set for any number of processes), blending the sources whose held-out documents fill at
+    least one sample; None when none does (holdout 0, or tiny data)."""
     if config.eval_batches < 1 or config.holdout == 0:
         return None
-    try:
-        batches = iterate_batches(
-            sources, config.seq_len, global_samples, config.seed,
-            rank=world.rank, world_size=world.size, holdout=config.holdout, split="valid",
-        )
-        return list(itertools.islice(batches, config.eval_batches))
-    except ValueError as error:
-        if world.is_main:
-            print(f"no validation: {error}")
+    weighted = [(weight, datasets) for weight, datasets in sources if weight > 0]
+    held = [
+        (weight, datasets) for weight, datasets in weighted
+        if len(PackedDataset(datasets, config.seq_len, config.seed, config.holdout, split="valid"))
+    ]
+    if len(held) < len(weighted) and world.is_main:
+        print(f"validation on {len(held)} of {len(weighted)} sources: the others hold out fewer than "
+              f"{config.seq_len + 1} tokens (a larger holdout gives them some)")
+    if not held:
         return None
+    batches = iterate_batches(
+        held, config.seq_len, global_samples, config.seed,
+        rank=world.rank, world_size=world.size, holdout=config.holdout, split="valid",
+    )
+    return list(itertools.islice(batches, config.eval_batches))
 
 
 def _recover(out: Path, model, optimizer, state: TrainState, spike_batch: int, config: TrainConfig) -> TrainState:
