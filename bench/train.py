@@ -5,11 +5,13 @@ formula, trainer/metrics.py) against the device's dense bf16 peak, which it name
                                     [--micro-batch 8] [--no-compile] [--recompute none|attention|block]
                                     [--precision auto|bf16|fp32]
 
-Each preset trains on random token batches (the data path is not what is measured) with the
-trainer's own step (trainer.train.train_step: bf16 autocast, loss, backward, gradient clipping)
-and its model, fused AdamW, optional torch.compile and activation recomputation, one process. The first `--warmup` steps (compilation, allocator
-warm-up) are not timed; tokens/s is over the rest. On a CPU it runs the tiny preset in fp32 and
-reports no MFU unless --peak-flops is given. Targets (issue 7): >= 50% MFU for 1B, >= 40% for 125M.
+Each preset trains on random token batches with the trainer's own step (trainer.train.train_step:
+autocast, loss, backward, gradient clipping), its model, fused AdamW on a GPU, optional
+torch.compile and activation recomputation, in one process. The first `--warmup` steps
+(compilation, allocator warm-up) are not timed; tokens/s is over the rest. On a CPU it runs the
+tiny preset in fp32 and reports no MFU unless --peak-flops is given. The data loader's tokens/s
+(trainer.data.iterate_batches) is measured apart and set beside the fastest preset's.
+Targets (issue 7): >= 50% MFU for 1B, >= 40% for 125M.
 """
 
 from __future__ import annotations
@@ -106,7 +108,8 @@ def main() -> None:
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="torch.compile (default: on a GPU)")
     parser.add_argument("--recompute", choices=list(RECOMPUTE), default="none")
-    parser.add_argument("--precision", choices=list(PRECISION), default="auto", help="auto: bf16 on a GPU, fp32 on a CPU")
+    parser.add_argument("--precision", choices=list(PRECISION), default="auto",
+                        help="auto: bf16 on a GPU, fp32 on a CPU")
     parser.add_argument("--peak-flops", type=float, default=None, help="the device's peak FLOP/s, if not known")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -283,7 +283,9 @@ class TrainParams(Section):
     seed: int = 0
     threads: PositiveInt = 2
     device: Literal["cpu", "cuda"] = "cpu"
-    precision: Literal["auto", "bf16", "fp32"] = Field(default="auto", description="auto: bf16 autocast on a GPU, fp32 on the CPU")
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        default="auto", description="auto: bf16 autocast on a GPU, fp32 on the CPU"
+    )
     checkpoint_every: PositiveInt = 1000
     resume: bool = Field(default=False, description="continue from the newest checkpoint in RUN_DIR/train")
     holdout: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(default=0.01, description="documents held out for validation")

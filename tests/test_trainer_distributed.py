@@ -33,7 +33,8 @@ def worker(rank: int, data: list, root: Path) -> None:
             shutil.copytree(root / "fsdp" / "checkpoints" / "step-00000002", root / "resumed" / "checkpoints" / "step-00000002")
         dist.barrier()
         train(data, 256, str(root / "resumed"), small_config(**{**fsdp.__dict__, "resume": True}))
-        train(data, 256, str(root / "fsdp-bf16"), small_config(steps=4, parallel="fsdp", batch_size=4, precision="bf16"))
+        bf16 = small_config(steps=4, parallel="fsdp", batch_size=4, precision="bf16")
+        train(data, 256, str(root / "fsdp-bf16"), bf16)
     finally:
         dist.destroy_process_group()
 

@@ -45,7 +45,9 @@ from trainer.metrics import RunLog, flops_per_token, peak_flops
 from trainer.model import PRESETS, ModelConfig, Transformer
 from trainer.spikes import SpikeDetector
 
-__all__ = ["TrainConfig", "build_model", "build_optimizer", "learning_rate", "load_checkpoint", "main", "train", "train_step"]
+__all__ = [
+    "TrainConfig", "build_model", "build_optimizer", "learning_rate", "load_checkpoint", "main", "train", "train_step",
+]
 
 
 @dataclass
@@ -397,7 +399,9 @@ def _recover(out: Path, model, optimizer, state: TrainState, spike_batch: int, c
 
 # --- command line ------------------------------------------------------------------------------
 
-_CHOICES = {"preset": list(PRESETS), "parallel": list(PARALLEL), "recompute": list(RECOMPUTE), "precision": list(PRECISION)}
+_CHOICES = {
+    "preset": list(PRESETS), "parallel": list(PARALLEL), "recompute": list(RECOMPUTE), "precision": list(PRECISION),
+}
 _TYPES = {"int": int, "float": float, "str": str, "int | None": int, "float | None": float}
 
 
