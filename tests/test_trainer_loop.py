@@ -145,6 +145,11 @@ def test_bf16_autocast_trains_close_to_fp32_with_fp32_weights(tmp_path, data):
         train(data, 256, str(tmp_path / "bad"), small_config(precision="fp16"))
 
 
+def test_a_vocabulary_smaller_than_the_data_is_a_clear_error(tmp_path, data):
+    with pytest.raises(ValueError, match="holds token id 1.. but the vocabulary has 100 ids"):
+        train(data, 100, str(tmp_path / "run"), small_config(steps=1))
+
+
 def test_resume_without_a_checkpoint_starts_afresh_and_refuses_another_model(tmp_path, data):
     config = small_config(steps=2, resume=True)
     train(data, 256, str(tmp_path / "run"), config)

@@ -268,6 +268,8 @@ def _train(data, vocab_size: int, out: Path, config: TrainConfig, world: World) 
 
     sources = [(weight, open_datasets(prefixes)) for weight, prefixes in data]
     validation = _validation_batches(sources, config, global_samples, world)
+    for batch in validation or ():
+        _checked(batch, vocab_size)
     state = TrainState(config=dataclasses.asdict(config) | {"global_tokens": global_tokens})
     checkpoint = latest_checkpoint(out) if config.resume else None
     if checkpoint is not None:
@@ -300,7 +302,7 @@ def _train(data, vocab_size: int, out: Path, config: TrainConfig, world: World) 
             group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
         scale = 100.0 if batch_index == config.spike_test_batch else 1.0
-        loss, grad_norm = train_step(model, next(batches), config, world, scale)
+        loss, grad_norm = train_step(model, _checked(next(batches), vocab_size), config, world, scale)
 
         if detector.is_spike(loss, grad_norm):
             rollbacks += 1
@@ -362,6 +364,16 @@ def _format(record: dict, remaining_seconds: float) -> str:
     minutes, seconds = divmod(round(remaining_seconds), 60)
     parts.append(f"ETA {minutes // 60}:{minutes % 60:02d}:{seconds:02d}")
     return " | ".join(parts)
+
+
+def _checked(batch: tuple[torch.Tensor, torch.Tensor], vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch, if its token ids fit the vocabulary; a wrong vocab_size would otherwise fail inside
+    the embedding (on a GPU as an opaque device-side assert)."""
+    largest = int(max(batch[0].max(), batch[1].max()))
+    if largest >= vocab_size:
+        raise ValueError(f"the data holds token id {largest} but the vocabulary has {vocab_size} ids: give the "
+                         "vocab_size of the tokenizer that wrote the shards (SentencePiece's vocab_size())")
+    return batch
 
 
 def _validation_batches(sources, config: TrainConfig, global_samples: int, world: World) -> list | None:
