@@ -7,7 +7,7 @@ RUN    ?= runs/demo
 STAGES := extract wikipedia langid line_dedup quality near_dedup quality_model quality_classifier \
           arxiv stackexchange github books tokenizer tokenize mixture train
 
-.PHONY: setup demo test inspect bench bench-train bench-sources clean $(STAGES)
+.PHONY: setup demo test inspect export bench bench-train bench-sources clean $(STAGES)
 
 setup: $(VENV)/.installed
 
@@ -31,6 +31,10 @@ $(STAGES): setup
 inspect: setup
 	$(PY) -m pipeline inspect $(RUN) --shards
 
+# The trained model as a Hugging Face LlamaForCausalLM directory: RUN/hf.
+export: setup
+	$(PY) -m trainer.hf_export $(RUN)/train/checkpoint.pt $(RUN)/hf --tokenizer $(RUN)/tokenizer/tokenizer.model
+
 # Each prints its figures beside the baseline it must beat, as ratios, in one run (see bench/README.md).
 bench: setup
 	$(PY) bench/minhash.py
@@ -40,11 +44,11 @@ bench: setup
 	$(PY) bench/quality_filter.py
 	$(PY) bench/tokenize_throughput.py
 
-# Throughput of each source's stage on the bundled samples (no baseline: figures for the README).
 # Tokens/s and MFU of the model presets: run it on the GPU machine (bench/train.py).
 bench-train: setup
 	$(PY) bench/train.py
 
+# Throughput of each source's stage on the bundled samples (no baseline: figures for the README).
 bench-sources: setup
 	$(PY) bench/arxiv.py
 	$(PY) bench/stackexchange.py speed
