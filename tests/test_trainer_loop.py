@@ -19,7 +19,7 @@ import torch
 from trainer.checkpoint import latest_checkpoint, load_checkpoint
 from trainer.data import PackedDataset, held_out, open_datasets
 from trainer.indexed_dataset import IndexedDatasetWriter
-from trainer.metrics import flops_per_token, peak_flops
+from trainer.metrics import flops_per_token, known_peak, peak_flops
 from trainer.model import PRESETS
 from trainer.spikes import SpikeDetector
 from trainer.train import TrainConfig, accumulation_steps, train
@@ -265,6 +265,9 @@ def test_mfu_formula_and_peaks():
     assert flops_per_token(config, n, 4096) == 6 * n + 12 * 32 * 32 * 128 * 4096
     assert peak_flops(torch.device("cpu"), None) is None
     assert peak_flops(torch.device("cpu"), 1e12) == 1e12
+    assert known_peak("NVIDIA H100 80GB HBM3") == known_peak("NVIDIA H200") == 989e12
+    assert known_peak("NVIDIA H100 PCIe") == 756e12
+    assert known_peak("Tesla T4") is None
 
 
 def test_log_has_mfu_with_a_peak_and_tensorboard_scalars(tmp_path, data):

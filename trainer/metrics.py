@@ -18,8 +18,9 @@ import torch
 
 from trainer.model import ModelConfig
 
-# Dense (not 2:4 sparse) bf16 tensor-core peaks, FLOP/s per GPU, by a substring of the device name.
-PEAK_FLOPS = {"H100": 989e12, "H200": 989e12}
+# Dense (not 2:4 sparse) bf16 tensor-core peaks, FLOP/s per GPU, from NVIDIA's datasheets, by a
+# substring of the device name; the first match counts, so variants come before their family.
+PEAK_FLOPS = {"H100 PCIe": 756e12, "H100 NVL": 835e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}
 
 
 def flops_per_token(config: ModelConfig, non_embedding_params: int, seq_len: int) -> float:
@@ -31,9 +32,12 @@ def peak_flops(device: torch.device, given: float | None) -> float | None:
     if given:
         return given
     if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        return next((peak for key, peak in PEAK_FLOPS.items() if key in name), None)
+        return known_peak(torch.cuda.get_device_name(device))
     return None
+
+
+def known_peak(device_name: str) -> float | None:
+    return next((peak for key, peak in PEAK_FLOPS.items() if key in device_name), None)
 
 
 class RunLog:
