@@ -15,7 +15,8 @@ import torch
 from trainer.data import BlendedSamples, PackedDataset, blend_order, iterate_batches, open_datasets
 from trainer.indexed_dataset import IndexedDataset, IndexedDatasetWriter, best_dtype
 from trainer.model import PRESETS, ModelConfig, Transformer, apply_rotary, rotary_tables
-from trainer.train import TrainConfig, build_optimizer, learning_rate, load_checkpoint, main, train
+from trainer.distributed import World
+from trainer.train import TrainConfig, build_model, build_optimizer, learning_rate, load_checkpoint, main, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -147,6 +148,25 @@ def test_7b_preset_has_llama2_7b_shape():
     with torch.device("meta"):
         model = Transformer(dataclasses.replace(PRESETS["7B"], vocab_size=32000))
     assert PRESETS["7B"].ffn_hidden_dim == 11008
+    assert model.num_params(non_embedding=False) == 6_738_415_616
+
+
+def test_initialisation_covers_every_parameter_once_and_depends_on_the_seed_only():
+    """A model materialised from the meta device holds garbage wherever init_weights does not write."""
+    model = Transformer(tiny_config())
+    initialised = [id(param) for param, _ in model._initialisation()]
+    assert sorted(initialised) == sorted(id(param) for param in model.parameters())
+    again, other = Transformer(tiny_config()), Transformer(tiny_config(), seed=1)
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), again.parameters()))
+    assert not torch.equal(model.output.weight, other.output.weight)
+    assert model.layers[0].attention.wo.weight.std() < 0.5 * model.layers[0].attention.wq.weight.std()
+
+
+def test_fsdp_builds_the_model_on_the_meta_device():
+    """Under FSDP no process ever holds the whole model: 7B is built without memory, then sharded."""
+    config = TrainConfig(preset="7B", seq_len=4096, parallel="fsdp", recompute="block")
+    model, _ = build_model(config, 32000, World(0, 1, torch.device("cpu")))
+    assert all(param.is_meta for param in model.parameters())
     assert model.num_params(non_embedding=False) == 6_738_415_616
 
 

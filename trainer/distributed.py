@@ -18,6 +18,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
+from torch.distributed.tensor import DTensor, distribute_tensor
 
 PARALLEL = ("none", "ddp", "fsdp")
 RECOMPUTE = ("none", "attention", "block")
@@ -115,6 +116,22 @@ def parallelize(model: nn.Module, parallel: str, world: World, compile: bool = F
             fully_shard(block, mesh=mesh, mp_policy=precision)
         fully_shard(model, mesh=mesh, mp_policy=precision)
     return model
+
+
+def materialize(model: nn.Module, device: torch.device, seed: int) -> None:
+    """Give a model built on the meta device (and sharded) storage on `device` and its initial
+    values, drawn from `seed`: the same values as a model built whole (trainer.model.Transformer
+    .init_weights), each rank keeping only its shard of each parameter. So FSDP never needs the full
+    model in one process's memory, and its ranks start as one process would."""
+    model.to_empty(device=device)
+    model.init_weights(seed, assign=_assign_shard)
+
+
+def _assign_shard(param: torch.Tensor, value: torch.Tensor) -> None:
+    if isinstance(param, DTensor):
+        # Every rank drew the same full value: each takes its own shard, with no communication.
+        value = distribute_tensor(value.to(param.device), param.device_mesh, param.placements, src_data_rank=None)
+    param.copy_(value)
 
 
 def gradient_sync(model: nn.Module, enabled: bool):

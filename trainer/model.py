@@ -8,6 +8,7 @@ Meta's reference implementation (wq/wk/wv/wo, w1/w2/w3), which eases conversion 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -146,7 +147,7 @@ class TransformerBlock(nn.Module):
 
 
 class Transformer(nn.Module):
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, seed: int = 0):
         super().__init__()
         self.config = config
         self.tok_embeddings = nn.Embedding(config.vocab_size, config.dim)
@@ -154,20 +155,47 @@ class Transformer(nn.Module):
         self.norm = RMSNorm(config.dim, config.norm_eps)
         self.output = nn.Linear(config.dim, config.vocab_size, bias=False)
         # Derived from the config, so kept out of the state dict.
-        cos, sin = rotary_tables(config.head_dim, config.max_seq_len, config.rope_theta)
-        self.register_buffer("rope_cos", cos, persistent=False)
-        self.register_buffer("rope_sin", sin, persistent=False)
-        self.apply(self._init_weights)
-        # GPT-2/nanoGPT: shrink the projections that write into the residual stream, so its
-        # variance does not grow with depth.
-        for name, param in self.named_parameters():
-            if name.endswith(("attention.wo.weight", "feed_forward.w2.weight")):
-                nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layers))
+        self.register_buffer("rope_cos", torch.empty(config.max_seq_len, config.head_dim // 2), persistent=False)
+        self.register_buffer("rope_sin", torch.empty(config.max_seq_len, config.head_dim // 2), persistent=False)
+        if not self.output.weight.is_meta:  # a model built on the meta device is initialised once placed
+            self.init_weights(seed)
 
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+    @torch.no_grad()
+    def init_weights(
+        self, seed: int, assign: Callable[[torch.Tensor, torch.Tensor], None] = torch.Tensor.copy_
+    ) -> None:
+        """Fill the rotary tables and give every parameter its initial value, drawn whole on the CPU
+        from a generator seeded with `seed`, parameter after parameter in a fixed order.
+
+        `assign(parameter, value)` stores each value; a sharded model passes one that keeps this
+        rank's shard, so it starts exactly as the whole model would without ever holding it.
+        """
+        cos, sin = rotary_tables(self.config.head_dim, self.config.max_seq_len, self.config.rope_theta)
+        self.rope_cos.copy_(cos)
+        self.rope_sin.copy_(sin)
+        generator = torch.Generator().manual_seed(seed)
+        for param, std in self._initialisation():
+            if std is None:
+                assign(param, torch.ones(param.shape))
+            else:
+                assign(param, torch.empty(param.shape).normal_(0.0, std, generator=generator))
+
+    def _initialisation(self) -> Iterator[tuple[nn.Parameter, float | None]]:
+        """Each parameter with the std of its normal initialisation (None: ones, for norm gains).
+        GPT-2/nanoGPT: the projections that write into the residual stream are shrunk, so its
+        variance does not grow with depth."""
+        std, residual_std = 0.02, 0.02 / math.sqrt(2 * self.config.n_layers)
+        yield self.tok_embeddings.weight, std
+        for layer in self.layers:  # attribute access passes through activation-checkpoint wrappers
+            attention, feed_forward = layer.attention, layer.feed_forward
+            yield layer.attention_norm.weight, None
+            yield from ((attention.wq.weight, std), (attention.wk.weight, std), (attention.wv.weight, std))
+            yield attention.wo.weight, residual_std
+            yield layer.ffn_norm.weight, None
+            yield from ((feed_forward.w1.weight, std), (feed_forward.w2.weight, residual_std))
+            yield feed_forward.w3.weight, std
+        yield self.norm.weight, None
+        yield self.output.weight, std
 
     def forward(
         self, tokens: torch.Tensor, targets: torch.Tensor | None = None

@@ -38,6 +38,7 @@ from trainer.distributed import (
     distributed,
     gradient_sync,
     init_world,
+    materialize,
     mean_over_ranks,
     parallelize,
 )
@@ -226,11 +227,15 @@ def _check_resumable(saved: dict, config: TrainConfig, global_tokens: int) -> No
 
 
 def build_model(config: TrainConfig, vocab_size: int, world: World) -> tuple[Transformer, ModelConfig]:
-    """The preset's model on this rank's device, with its recomputation applied; seeded, so every
-    process starts from the same weights."""
-    torch.manual_seed(config.seed)
+    """The preset's model with its recomputation applied: on this rank's device, initialised from
+    config.seed, so every process starts from the same weights; for FSDP on the meta device, to be
+    sharded, then materialised (trainer.distributed.materialize) with those same weights."""
     model_config = dataclasses.replace(PRESETS[config.preset], vocab_size=vocab_size, max_seq_len=config.seq_len)
-    model = Transformer(model_config).to(world.device)
+    if config.parallel == "fsdp":
+        with torch.device("meta"):
+            model = Transformer(model_config)
+    else:
+        model = Transformer(model_config, config.seed).to(world.device)
     apply_recompute(model, config.recompute)
     return model, model_config
 
@@ -264,6 +269,8 @@ def _train(data, vocab_size: int, out: Path, config: TrainConfig, world: World) 
     model, model_config = build_model(config, vocab_size, world)
     params, non_embedding = model.num_params(non_embedding=False), model.num_params()
     model = parallelize(model, config.parallel, world, config.compile, uses_bf16(config, world.device))
+    if config.parallel == "fsdp":
+        materialize(model, world.device, config.seed)
     optimizer = build_optimizer(model, config)
 
     sources = [(weight, open_datasets(prefixes)) for weight, prefixes in data]
