@@ -20,6 +20,8 @@ from torch import nn
 from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
 from torch.distributed.tensor import DTensor, distribute_tensor
 
+from trainer.model import next_token_loss
+
 PARALLEL = ("none", "ddp", "fsdp")
 RECOMPUTE = ("none", "attention", "block")
 
@@ -93,13 +95,15 @@ def apply_recompute(model: nn.Module, recompute: str) -> None:
 
 
 def parallelize(model: nn.Module, parallel: str, world: World, compile: bool = False, bf16: bool = False) -> nn.Module:
-    """Wrap the model for `parallel` after optional per-block torch.compile (in place, so parameter
-    names do not change). FSDP2 shards each block, then the rest, over all ranks; with `bf16` it
+    """Wrap the model for `parallel` after optional torch.compile of each block and of the loss (in
+    place, so parameter names do not change). FSDP2 shards each block, then the rest, over all ranks; with `bf16` it
     gathers parameters in bf16 (half the traffic and memory of fp32) and reduces gradients in fp32,
     the sharded weights and optimizer staying fp32."""
     if compile:
         for block in model.layers:
             block.compile()
+        # Compiled, the loss never materialises fp32 logits: the upcast fuses into the softmax.
+        model.loss_fn = torch.compile(next_token_loss)
     if parallel == "ddp":
         from torch.nn.parallel import DistributedDataParallel
 

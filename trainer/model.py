@@ -146,6 +146,11 @@ class TransformerBlock(nn.Module):
         return x + self.feed_forward(self.ffn_norm(x))
 
 
+def next_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The mean cross-entropy of the targets, computed in fp32 whatever the logits' precision."""
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.reshape(-1))
+
+
 class Transformer(nn.Module):
     def __init__(self, config: ModelConfig, seed: int = 0):
         super().__init__()
@@ -154,6 +159,7 @@ class Transformer(nn.Module):
         self.layers = nn.ModuleList(TransformerBlock(config) for _ in range(config.n_layers))
         self.norm = RMSNorm(config.dim, config.norm_eps)
         self.output = nn.Linear(config.dim, config.vocab_size, bias=False)
+        self.loss_fn = next_token_loss  # trainer.distributed.parallelize may swap in a compiled one
         # Derived from the config, so kept out of the state dict.
         self.register_buffer("rope_cos", torch.empty(config.max_seq_len, config.head_dim // 2), persistent=False)
         self.register_buffer("rope_sin", torch.empty(config.max_seq_len, config.head_dim // 2), persistent=False)
@@ -209,10 +215,7 @@ class Transformer(nn.Module):
         for layer in self.layers:
             x = layer(x, cos, sin)
         logits = self.output(self.norm(x))
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.reshape(-1))
-        return logits, loss
+        return logits, None if targets is None else self.loss_fn(logits, targets)
 
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameter count; non_embedding leaves out the token embedding table.
