@@ -270,9 +270,7 @@ def test_detect_license(text, expected):
     ("LGPL-2.1", "LGPL-2.1"), ("LGPL-3", "LGPL-3.0"), ("MPL-2.0", "MPL-2.0"), ("CC0-1.0", "CC0-1.0"),
 ])
 def test_detect_full_licence_texts(name, expected):
-    path = Path("/usr/share/common-licenses") / name  # Debian's copies of the full texts
-    if not path.exists():
-        pytest.skip(f"{path} not on this machine")
+    path = Path(__file__).parent / "data" / "licenses" / name  # Debian's copies of the full texts
     assert detect_license(path.read_text(errors="replace")) == expected
 
 
