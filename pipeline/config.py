@@ -44,9 +44,12 @@ class RunSection(Section):
 
 
 class ExtractParams(Section):
+    extractor: Literal["trafilatura", "resiliparse"] = Field(
+        default="trafilatura", description="main-text extractor (stages.extract.extractors; bench/README.md)"
+    )
     min_text_chars: PositiveInt = 200
     max_html_bytes: PositiveInt = 5_000_000
-    timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    timeout_s: Annotated[float, Field(gt=0)] = Field(default=5.0, description="CPU seconds per page")
 
 
 class WikipediaParams(Section):

@@ -306,9 +306,9 @@ def test_pathological_page_times_out(tmp_path):
 
 
 def test_long_shards_report_progress(tmp_path, monkeypatch, capsys):
-    import stages.extract
+    import stages.extract.shard
 
-    monkeypatch.setattr(stages.extract, "PROGRESS_EVERY_S", 0.0)
+    monkeypatch.setattr(stages.extract.shard, "PROGRESS_EVERY_S", 0.0)
     stats = extract_warc(str(SAMPLES / "wget-2024-academic-1.warc.gz"), str(tmp_path / "out.parquet"))
     lines = capsys.readouterr().out.splitlines()
     assert lines and all(line.startswith("extract wget-2024-academic-1.warc.gz: ") for line in lines)
