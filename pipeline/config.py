@@ -47,6 +47,7 @@ class ExtractParams(Section):
     extractor: Literal["trafilatura", "resiliparse"] = Field(
         default="trafilatura", description="main-text extractor (stages.extract.extractors; bench/README.md)"
     )
+    clean: bool = Field(default=True, description="remove what extraction leaves (stages.extract.cleaning)")
     min_text_chars: PositiveInt = 200
     max_html_bytes: PositiveInt = 5_000_000
     timeout_s: Annotated[float, Field(gt=0)] = Field(default=5.0, description="CPU seconds per page")

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
+from stages.extract.cleaning import clean_text
+
 Extractor = Callable[[str], str | None]
 
 
@@ -36,7 +38,16 @@ EXTRACTORS: dict[str, Callable[[], Extractor]] = {
 }
 
 
-def make_extractor(name: str) -> Extractor:
+def make_extractor(name: str, *, clean: bool = True) -> Extractor:
+    """The extractor `name`, its output passed through `cleaning.clean_text` when `clean`."""
     if name not in EXTRACTORS:
         raise ValueError(f"unknown extractor {name!r}; choose one of {', '.join(EXTRACTORS)}")
-    return EXTRACTORS[name]()
+    extract = EXTRACTORS[name]()
+    if not clean:
+        return extract
+
+    def extract_clean(html: str) -> str | None:
+        text = extract(html)
+        return clean_text(text) if text else text
+
+    return extract_clean

@@ -37,16 +37,17 @@ def extract_warc(
     *,
     source: str = "common_crawl",
     extractor: str = "trafilatura",
+    clean: bool = True,
     min_text_chars: int = 1,
     max_html_bytes: int = 5_000_000,
     timeout_s: float = 5.0,
 ) -> ShardStats:
     """Extract the main text of the HTML responses in `warc_path` into a parquet shard.
 
-    `timeout_s` bounds the CPU time of decoding plus extraction of one page (0 for no limit).
+    `clean` passes the text through `stages.extract.cleaning`; `timeout_s` bounds the CPU time of decoding plus extraction of one page (0 for no limit).
     """
     stats = ShardStats()
-    to_text = make_extractor(extractor)
+    to_text = make_extractor(extractor, clean=clean)
     pages = _reporting_progress(read_html_pages(warc_path, stats, max_html_bytes), stats, Path(warc_path).name)
     id_prefix = f"{source}\0{Path(warc_path).name}\0"
     documents = (
