@@ -53,6 +53,12 @@ class StageSpec:
     settings: tuple[str, ...] | None = None
     # Other config sections its output depends on (through its planner), hashed with its own.
     also: tuple[str, ...] = ()
+    # One output shard per shard of its only upstream stage, which it reads document by document:
+    # when both run, each shard goes through both in one task (runner.fused_steps).
+    fuses_with_upstream: bool = False
+    # Its run function takes `progress`, called with the shard's running (docs_in, docs_out,
+    # bytes read of its input) as it goes.
+    reports_progress: bool = False
 
     def params(self, config: RunConfig) -> dict:
         params = section_of(config, self.section).model_dump()
@@ -236,10 +242,10 @@ def plan_train(config: RunConfig, rows: Upstream) -> list[ShardTask]:
     return [ShardTask("train", [mixture, tokenizer], str(config.output_dir / "train" / "checkpoint.pt"))]
 
 
-def run_extract(task: ShardTask, params: dict) -> ShardStats:
+def run_extract(task: ShardTask, params: dict, progress=None) -> ShardStats:
     from stages.extract import extract_warc
 
-    return extract_warc(task.inputs[0], task.output, **params)
+    return extract_warc(task.inputs[0], task.output, progress=progress, **params)
 
 
 def run_wikipedia(task: ShardTask, params: dict) -> ShardStats:
@@ -529,10 +535,13 @@ BOOKS_DEDUP = minhash_dedup("books_dedup", "books", "books.dedup", enabled=_has_
 
 SPECS = [
     # Common Crawl
-    StageSpec("extract", "extract", (), _one_shard_per_input("extract", "common_crawl", (".gz", ".warc")), run_extract),
-    StageSpec("langid", "langid", ("extract",), per_document_shard("langid", "extract"), run_langid),
+    StageSpec("extract", "extract", (), _one_shard_per_input("extract", "common_crawl", (".gz", ".warc")), run_extract,
+              reports_progress=True),
+    StageSpec("langid", "langid", ("extract",), per_document_shard("langid", "extract"), run_langid,
+              fuses_with_upstream=True),
     *LINE_DEDUP,
-    StageSpec("quality", "quality", ("line_dedup",), per_document_shard("quality", "line_dedup"), run_quality),
+    StageSpec("quality", "quality", ("line_dedup",), per_document_shard("quality", "line_dedup"), run_quality,
+              fuses_with_upstream=True),
     *NEAR_DEDUP,
     # Wikipedia, and the quality classifier it trains
     StageSpec("wikipedia", "wikipedia", (), _one_shard_per_input("wikipedia", "wikipedia", (".bz2", ".xml")),

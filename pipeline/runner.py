@@ -1,5 +1,10 @@
 """Runs stages on Ray: one task per shard, finished shards skipped, a manifest row per shard.
 
+Stages that read their upstream's shards document by document (language ID after extraction)
+run in the same task as it, shard by shard, when both run: one read of the documents less and one
+scheduling round less, while each stage keeps its own output, manifest row and drop reasons.
+Shards run largest first; a progress line with rates and an ETA is logged every few seconds.
+
 A shard counts as finished when its manifest row says `done` under the same config hash and
 inputs and its output still exists; anything else is (re)computed. Outputs are renamed into place
 by the stage functions before the task returns, and the driver records the row only after that, so
@@ -23,8 +28,9 @@ from pathlib import Path
 import ray
 
 from manifests.schema import DONE, FAILED
-from manifests.store import read_manifest, write_manifest
+from manifests.store import read_manifest, record_row, write_manifest
 from pipeline.config import ConfigError, RunConfig
+from pipeline.progress import REFRESH_S, ProgressBoard, StageProgress, shard_reporter
 from pipeline.registry import STAGE_ORDER, STAGES, ShardTask, StageSpec, expand_stages, section_of
 
 log = logging.getLogger("pipeline")
@@ -56,15 +62,30 @@ def _row(stage: str, task: ShardTask, config_hash: str, **fields) -> dict:
     }
 
 
-def execute_shard(stage: str, task: ShardTask, params: dict, config_hash: str) -> dict:
+def execute_shard(stage: str, task: ShardTask, params: dict, config_hash: str, board=None) -> dict:
     """Run one shard and describe it as a manifest row. Runs inside a Ray worker."""
     start = time.perf_counter()
+    spec = STAGES[stage]
+    extra = {"progress": shard_reporter(board, task.shard)} if board is not None and spec.reports_progress else {}
     try:
-        stats = STAGES[stage].run(task, {**params, **task.options}).check()
+        stats = spec.run(task, {**params, **task.options}, **extra).check()
         outcome = {**asdict(stats), "dropped": dict(stats.dropped), "counters": dict(stats.counters)}
     except Exception:
         outcome = {"status": FAILED, "error": traceback.format_exc(limit=-8)}
     return _row(stage, task, config_hash, seconds=time.perf_counter() - start, **outcome)
+
+
+def execute_chain(steps: list[tuple[str, ShardTask, dict, str]], board=None) -> list[dict]:
+    """Run one shard through stages that follow each other document by document, in one task:
+    each stage writes its own output and gets its own row. A failed shard fails the rest."""
+    rows: list[dict] = []
+    for stage, task, params, config_hash in steps:
+        if rows and rows[-1]["status"] == FAILED:
+            error = f"not run: its input shard failed in stage {rows[-1]['stage']!r}"
+            rows.append(_row(stage, task, config_hash, status=FAILED, error=error))
+        else:
+            rows.append(execute_shard(stage, task, params, config_hash, board if not rows else None))
+    return rows
 
 
 def stage_hashes(config: RunConfig) -> dict[str, str]:
@@ -110,42 +131,102 @@ def _upstream_rows(config: RunConfig, spec: StageSpec, hashes: dict[str, str]) -
     return {need: _finished_rows(config, need, hashes, spec.name) for need in spec.needs}
 
 
-def run_stage(config: RunConfig, name: str, hashes: dict[str, str]) -> list[dict]:
-    spec = STAGES[name]
-    params = spec.params(config)
-    tasks = spec.plan(config, _upstream_rows(config, spec, hashes))
-    previous = {r["shard"]: r for r in read_manifest(config.output_dir, name)}
-    rows = {t.shard: previous[t.shard] for t in tasks if _is_finished(spec, previous.get(t.shard), t, hashes[name])}
-    todo = [t for t in tasks if t.shard not in rows]
-    log.info("[%s] %d shards: %d already done, %d to run", name, len(tasks), len(rows), len(todo))
-    write_manifest(config.output_dir, name, list(rows.values()))
+def fused_steps(stages: list[str]) -> list[list[str]]:
+    """`stages` (in pipeline order) as steps: a stage that fuses with its only upstream stage joins
+    that stage's step when both run, so each shard passes through both in one task."""
+    steps: list[list[str]] = []
+    for name in stages:
+        spec = STAGES[name]
+        if spec.fuses_with_upstream and steps and spec.needs == (steps[-1][-1],):
+            steps[-1].append(name)
+        else:
+            steps.append([name])
+    return steps
 
-    for task in todo:
-        _remove_stale_temporaries(task)
-    resources = spec.resources(params)
-    _check_resources(name, resources)
-    remote = ray.remote(execute_shard).options(name=f"{name}", max_retries=1, **resources)
-    pending = {remote.remote(name, task, params, hashes[name]): task for task in todo}
-    started = time.perf_counter()
+
+def run_step(config: RunConfig, names: list[str], hashes: dict[str, str], board=None) -> dict[str, list[dict]]:
+    """Run a stage, or a chain of stages fused shard by shard; return each stage's manifest rows."""
+    specs = [STAGES[n] for n in names]
+    params = {spec.name: spec.params(config) for spec in specs}
+    plans = {names[0]: specs[0].plan(config, _upstream_rows(config, specs[0], hashes))}
+    for before, spec in zip(specs, specs[1:]):
+        # Planned from the tasks of the stage before it, finished or not: they run in one task.
+        upstream = [{"shard": t.shard, "output": t.output} for t in plans[before.name]]
+        plans[spec.name] = spec.plan(config, {before.name: upstream})
+    tasks = {name: {t.shard: t for t in plans[name]} for name in names}
+    previous = {name: {r["shard"]: r for r in read_manifest(config.output_dir, name)} for name in names}
+
+    rows: dict[str, dict[str, dict]] = {name: {} for name in names}
+    chains = []
+    for shard in tasks[names[0]]:
+        steps = []
+        for spec in specs:
+            task = tasks[spec.name][shard]
+            row = previous[spec.name].get(shard)
+            if not steps and _is_finished(spec, row, task, hashes[spec.name]):
+                rows[spec.name][shard] = row
+            else:  # and every stage after it, which reads what it writes
+                steps.append((spec.name, task, params[spec.name], hashes[spec.name]))
+        if steps:
+            chains.append(steps)
+    label = "+".join(names)
+    for name in names:
+        log.info("[%s] %d shards: %d already done, %d to run", name, len(tasks[name]), len(rows[name]),
+                 len(tasks[name]) - len(rows[name]))
+        write_manifest(config.output_dir, name, list(rows[name].values()))
+    for steps in chains:
+        for _, task, _, _ in steps:
+            _remove_stale_temporaries(task)
+
+    resources = _chain_resources([spec.resources(params[spec.name]) for spec in specs])
+    _check_resources(label, resources)
+    # Largest first, so that the stage does not end on one big shard running alone.
+    sizes = {id(steps): _input_bytes(steps[0][1]) for steps in chains}
+    chains.sort(key=lambda steps: -sizes[id(steps)])
+    remote = ray.remote(execute_chain).options(name=label, max_retries=1, **resources)
+    pending = {remote.remote(steps, board): steps for steps in chains}
+    progress = StageProgress(label, len(chains), sum(sizes.values()))
+    last_report = time.monotonic()
     while pending:
-        [ready], _ = ray.wait(list(pending), num_returns=1)
-        task = pending.pop(ready)
-        try:
-            row = ray.get(ready)
-        except ray.exceptions.RayError as exc:  # the worker died (killed, out of memory) on every try
-            row = _row(name, task, hashes[name], status=FAILED, error=f"{type(exc).__name__}: {exc}")
-        rows[task.shard] = row
-        write_manifest(config.output_dir, name, list(rows.values()))
-        _log_row(name, row, done=len(tasks) - len(pending), total=len(tasks), elapsed=time.perf_counter() - started)
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=REFRESH_S)
+        for ref in ready:
+            steps = pending.pop(ref)
+            try:
+                chain_rows = ray.get(ref)
+            except ray.exceptions.RayError as exc:  # the worker died (killed, out of memory) on every try
+                error = f"{type(exc).__name__}: {exc}"
+                chain_rows = [_row(stage, task, h, status=FAILED, error=error) for stage, task, _, h in steps]
+            progress.finish(steps[0][1].shard, chain_rows[0], sizes[id(steps)])
+            for row in chain_rows:
+                rows[row["stage"]][row["shard"]] = row
+                record_row(config.output_dir, row["stage"], row)
+                _log_row(row["stage"], row, done=progress.done_shards, total=len(chains),
+                         elapsed=time.monotonic() - progress.started)
+        if pending and board is not None and time.monotonic() - last_report >= REFRESH_S:
+            running = {steps[0][1].shard for steps in pending.values()}
+            progress.running = {k: v for k, v in ray.get(board.snapshot.remote()).items() if k in running}
+            log.info(progress.line())
+            last_report = time.monotonic()
 
-    failed = [r for r in rows.values() if r["status"] == FAILED]
+    for name in names:
+        write_manifest(config.output_dir, name, list(rows[name].values()))
+    failed = [r for name in names for r in rows[name].values() if r["status"] == FAILED]
     if failed:
-        details = "\n".join(f"--- shard {r['shard']}:\n{r['error']}" for r in failed)
-        raise StageFailed(
-            f"stage {name!r}: {len(failed)} of {len(tasks)} shards failed; the others are kept. "
-            f"Fix the cause and run again to retry only those.\n{details}"
-        )
-    return sorted(rows.values(), key=lambda r: r["shard"])
+        counts = [(name, sum(r["stage"] == name for r in failed)) for name in names]
+        summary = "; ".join(f"stage {name!r}: {k} of {len(tasks[name])} shards failed" for name, k in counts if k)
+        details = "\n".join(f"--- {r['stage']} shard {r['shard']}:\n{r['error']}" for r in failed)
+        raise StageFailed(f"{summary}; the others are kept. Fix the cause and run again to retry only those.\n{details}")
+    return {name: sorted(rows[name].values(), key=lambda r: r["shard"]) for name in names}
+
+
+def _input_bytes(task: ShardTask) -> int:
+    """The size of a task's input files (directories count as 0): its share of the stage's work."""
+    return sum(os.path.getsize(p) for p in task.inputs if os.path.isfile(p))
+
+
+def _chain_resources(resources: list[dict]) -> dict:
+    keys = {key for r in resources for key in r}
+    return {key: max(r.get(key, 0) for r in resources) for key in keys}
 
 
 def _remove_stale_temporaries(task: ShardTask) -> None:
@@ -208,7 +289,23 @@ def run_pipeline(config: RunConfig, stages: list[str] | None = None) -> dict[str
             if need not in stages:
                 _finished_rows(config, need, hashes, name)
     results = {}
-    with ray_session(config):
-        for name in stages:
-            results[name] = run_stage(config, name, hashes)
+    with ray_session(config), _run_log(config):
+        board = ProgressBoard.remote()
+        for step in fused_steps(stages):
+            results.update(run_step(config, step, hashes, board))
     return results
+
+
+@contextmanager
+def _run_log(config: RunConfig):
+    """The driver's log lines, progress included, also go to RUN_DIR/logs/pipeline.log."""
+    path = config.output_dir / "logs" / "pipeline.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    log.addHandler(handler)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        handler.close()

@@ -17,8 +17,9 @@ within a source (Common Crawl's are); `url` is WARC-Target-URI; `date` is WARC-D
 from __future__ import annotations
 
 import hashlib
+import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from stages.accounting import ShardStats
@@ -28,7 +29,9 @@ from stages.extract.extractors import Extractor, make_extractor
 from stages.extract.limits import ExtractionTimeout, cpu_time_limit
 from stages.extract.records import Dropped, HtmlPage, read_html_pages
 
-PROGRESS_EVERY_S = 30.0
+PROGRESS_EVERY_S = 2.0
+# Called with the shard's running (records read, documents written, bytes of the file read).
+Progress = Callable[[int, int, int], None]
 
 
 def extract_warc(
@@ -41,6 +44,7 @@ def extract_warc(
     min_text_chars: int = 1,
     max_html_bytes: int = 5_000_000,
     timeout_s: float = 5.0,
+    progress: Progress | None = None,
 ) -> ShardStats:
     """Extract the main text of the HTML responses in `warc_path` into a parquet shard.
 
@@ -48,7 +52,8 @@ def extract_warc(
     """
     stats = ShardStats()
     to_text = make_extractor(extractor, clean=clean)
-    pages = _reporting_progress(read_html_pages(warc_path, stats, max_html_bytes), stats, Path(warc_path).name)
+    report = progress or _printer(Path(warc_path).name, os.path.getsize(warc_path))
+    pages = _reporting_progress(read_html_pages(warc_path, stats, max_html_bytes), stats, report)
     id_prefix = f"{source}\0{Path(warc_path).name}\0"
     documents = (
         {
@@ -65,19 +70,30 @@ def extract_warc(
     return stats.check()
 
 
-def _reporting_progress(pages: Iterator[HtmlPage], stats: ShardStats, name: str) -> Iterator[HtmlPage]:
-    """Pass `pages` through, printing the shard's counts every PROGRESS_EVERY_S seconds: a Common
+def _reporting_progress(pages: Iterator[HtmlPage], stats: ShardStats, report: Progress) -> Iterator[HtmlPage]:
+    """Pass `pages` through, reporting the shard's counts every PROGRESS_EVERY_S seconds: a Common
     Crawl WARC takes minutes, and the driver otherwise hears nothing until the shard is done."""
-    started = last = time.monotonic()
+    last = time.monotonic()
     for page in pages:
         yield page
         if time.monotonic() - last >= PROGRESS_EVERY_S:
             last = time.monotonic()
-            print(
-                f"extract {name}: {stats.docs_in:,} records read, {stats.docs_out:,} documents "
-                f"({last - started:,.0f}s)",
-                flush=True,
-            )
+            report(stats.docs_in, stats.docs_out, page.offset)
+
+
+def _printer(name: str, size: int) -> Progress:
+    started = time.monotonic()
+
+    def report(records: int, documents: int, bytes_read: int) -> None:
+        elapsed = max(time.monotonic() - started, 1e-9)
+        print(
+            f"extract {name}: {records:,} records read, {documents:,} documents, "
+            f"{bytes_read / 1e6:,.1f} of {size / 1e6:,.1f} MB ({bytes_read / 1e6 / elapsed:,.1f} MB/s, "
+            f"{elapsed:,.0f}s)",
+            flush=True,
+        )
+
+    return report
 
 
 def _page_texts(

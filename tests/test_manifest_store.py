@@ -1,0 +1,46 @@
+"""manifests.store: a shard's row is recorded alone, read back merged, folded into the table."""
+
+from datetime import datetime, timezone
+
+import pyarrow.parquet as pq
+import pytest
+
+from manifests.store import (
+    ManifestError, manifest_path, read_manifest, record_row, rows_dir, stages_recorded, write_manifest,
+)
+
+
+def row(shard: str, docs_out: int = 3, **fields) -> dict:
+    return {
+        "stage": "extract", "shard": shard, "inputs": [f"in/{shard}.warc.gz"], "output": f"out/{shard}.parquet",
+        "docs_in": docs_out + 2, "docs_out": docs_out, "dropped": {"not_html": 2}, "bytes_out": 10, "tokens": None,
+        "counters": {"bytes_skipped": 0}, "seconds": 0.5, "config_hash": "abc", "status": "done", "error": None,
+        "finished_at": datetime(2026, 12, 3, 12, 0, tzinfo=timezone.utc), **fields,
+    }
+
+
+def test_recorded_rows_merge_with_the_table_and_fold_into_it(tmp_path):
+    write_manifest(tmp_path, "extract", [row("a"), row("b")])
+    record_row(tmp_path, "extract", row("b", docs_out=7))  # b recomputed
+    record_row(tmp_path, "extract", row("c/with-slash"))
+    assert len(list(rows_dir(tmp_path, "extract").iterdir())) == 2
+    merged = read_manifest(tmp_path, "extract")
+    assert [(r["shard"], r["docs_out"]) for r in merged] == [("a", 3), ("b", 7), ("c/with-slash", 3)]
+    assert merged[1] == row("b", docs_out=7)  # the JSON row file round-trips every field
+
+    write_manifest(tmp_path, "extract", merged)
+    assert not list(rows_dir(tmp_path, "extract").iterdir())
+    assert read_manifest(tmp_path, "extract") == merged
+    assert pq.read_table(manifest_path(tmp_path, "extract")).num_rows == 3
+
+
+def test_a_stage_with_only_row_files_is_recorded(tmp_path):
+    record_row(tmp_path, "langid", {**row("a"), "stage": "langid"})
+    assert stages_recorded(tmp_path) == ["langid"]
+    assert [r["shard"] for r in read_manifest(tmp_path, "langid")] == ["a"]
+
+
+def test_an_unbalanced_row_is_refused(tmp_path):
+    with pytest.raises(ManifestError, match="docs_in=5 != docs_out=3 \\+ dropped=0"):
+        record_row(tmp_path, "extract", row("a", dropped={}))
+    assert read_manifest(tmp_path, "extract") == []
