@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import random
 import re
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -314,3 +317,28 @@ def test_long_shards_report_progress(tmp_path, monkeypatch, capsys):
     assert lines and all(line.startswith("extract wget-2024-academic-1.warc.gz: ") for line in lines)
     records = [int(re.search(r": ([\d,]+) records", line).group(1).replace(",", "")) for line in lines]
     assert records == sorted(records) and records[-1] <= stats.docs_in
+
+
+def test_the_page_limit_counts_cpu_time_so_load_does_not_change_the_output(tmp_path):
+    """On one core shared with two busy processes the page takes about three times its CPU time
+    in wall time: a wall-clock limit would cut it, the CPU-time limit lets it finish."""
+    row = "<div><p>Sentence {} with some words and <a href='/x{}'>a link</a>.</p></div>"
+    page = f"<html><body>{''.join(row.format(i, i) for i in range(1000))}</body></html>".encode()
+    warc = write_warc(tmp_path / "loaded.warc.gz", [{"payload": page}])
+    core = {min(os.sched_getaffinity(0))}
+    busy = [subprocess.Popen([sys.executable, "-c", f"import os; os.sched_setaffinity(0, {core}); exec('while True: pass')"])
+            for _ in range(2)]
+    affinity = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, core)
+        time.sleep(0.2)
+        start, cpu = time.monotonic(), time.process_time()
+        stats, docs = run(warc, tmp_path, timeout_s=1.5)
+        wall, cpu = time.monotonic() - start, time.process_time() - cpu
+    finally:
+        os.sched_setaffinity(0, affinity)
+        for process in busy:
+            process.kill()
+            process.wait()
+    assert wall > 1.5 > cpu, f"the premise: loaded wall time {wall:.2f}s, CPU time {cpu:.2f}s"
+    assert dict(stats.dropped) == {} and len(docs) == 1
