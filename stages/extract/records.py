@@ -1,9 +1,13 @@
-"""WARC records to HTML pages, with every other record and every kind of damage counted.
+"""WARC and ARC records to HTML pages, with every other record and every kind of damage counted.
 
-Drop reasons of the records that are not pages, checked in this order:
+A record becomes a page when it is a `response` with HTTP status 200 and an HTML payload, or a
+`resource` whose WARC Content-Type is text/html or application/xhtml+xml and whose target is an
+http(s) URL (wget and browser crawlers store pages this way, without an HTTP envelope: the block is
+the page, its charset the Content-Type's). Drop reasons of the other records, checked in this order:
 
-    record_type_<type>      not a response: warcinfo, request, metadata, resource, revisit,
-                            conversion, continuation (any other type: record_type_other)
+    record_type_<type>      warcinfo, request, metadata, revisit (no payload of its own),
+                            conversion (derived text, not HTML), continuation, a resource that is not
+                            an HTML page (wget's log and arguments); any other type: record_type_other
     not_http                a response without HTTP headers (dns:, whois: records)
     http_status_<code>      HTTP status other than 200 (http_status_invalid when not 3 digits)
     not_html                Content-Type neither text/html nor application/xhtml+xml (without a
@@ -12,180 +16,112 @@ Drop reasons of the records that are not pages, checked in this order:
     html_too_large          payload (after content and transfer decoding) over max_html_bytes
     empty_payload           payload empty or whitespace only
 
-File damage never raises. Each piece of damage counts as one record (docs_in += 1) dropped under a
+Formats: WARC 1.0/1.1 and the older 0.17/0.18, and ARC v1 (a file whose first line is
+`filedesc://`; its records have no id, their 14-digit date becomes ISO 8601), each plain or gzipped
+one member per record, as crawlers write them. `offset` is the record's byte offset in the file
+(its gzip member's), `date` WARC-Date in ISO 8601 UTC (`2008-04-30T20:48:25Z`), kept verbatim when
+it does not parse (ClueWeb09 has `2008-10-294T05:21:46-0700`).
+
+Reading: FastWARC reads the healthy stretches of a WARC (`fastwarc_reader`); wherever it might not
+read a record exactly as warcio does, warcio reads that record (`warcio_reader`); after damage,
+reading goes on at the next record found (`resync`): the next gzip member, or the next line, that
+starts a record. `fast=False` gives the same pages and counts with warcio alone. Records are
+streamed: memory does not grow with the file or with a record.
+
+File damage never raises. Each damaged region counts as one record (docs_in += 1) dropped under a
 reason starting with `corrupt_` (a damaged record counts once, under that reason instead of its
-own), and the documents read before it are kept:
+own); the records before and after it are kept, and counters["bytes_skipped"] adds up the bytes from
+the start of each damaged region to the record reading goes on with:
 
-    corrupt_truncated       a record shorter than its Content-Length (the file was cut, or a gzip
-                            member stopped decompressing: warcio drops the rest silently), or bytes
-                            left after the last record where warcio stopped quietly at a cut header
-    corrupt_record          bytes after a good record that do not parse as a WARC record (garbage
-                            between records, a gzip member broken from its start, a whole-file
-                            gzip, which warcio refuses after the first record): reading stops
-                            there. Also a record without Content-Length (its header block was cut
-                            or mangled), and a stray line warcio skipped after a record (reading
-                            goes on)
-    corrupt_not_warc        the first record does not parse: not a WARC file (ARC is not read)
+    corrupt_truncated       a record shorter than its Content-Length: the file was cut, or its gzip
+                            member stopped decompressing or ended first (a record split over two
+                            members); also a gzip member cut before any record
+    corrupt_record          bytes that are not a record (garbage between records, a gzip member that
+                            is broken or holds no record), a record without Content-Length (its
+                            header block was cut or mangled), a record whose gzip member fails its
+                            check, a second record in one gzip member (a whole-file gzip: only the
+                            first is read). Also a stray line after a record's content (warcio skips
+                            it and goes on)
+    corrupt_not_warc        no record anywhere in the file
     corrupt_empty           an empty file
-
-`date` is WARC-Date normalised to ISO 8601 UTC (`2008-04-30T20:48:25Z`), or kept verbatim when it
-does not parse (ClueWeb09 has `2008-10-294T05:21:46-0700`).
 """
 
 from __future__ import annotations
 
-import re
+import os
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import BinaryIO
 
-from warcio.archiveiterator import ArchiveIterator, WARCIterator
-from warcio.exceptions import ArchiveLoadFailed
-from warcio.recordloader import ArcWarcRecord
-from warcio.statusandheaders import StatusAndHeadersParserException
-
 from stages.accounting import ShardStats
-from stages.extract.charset import content_type_charset
+from stages.extract.classify import Dropped, HtmlPage
+from stages.extract.fastwarc_reader import read_healthy
+from stages.extract.resync import next_record_start
+from stages.extract.warcio_reader import read_one
 
-WARC_TYPES = {"warcinfo", "request", "metadata", "resource", "revisit", "conversion", "continuation"}
-HTML_TYPES = {"text/html", "application/xhtml+xml"}
-# warcio also lists br when the brotli package is installed (py7zr installs it), but its br reader
-# fails with brotli 1.2 ("Decompressor object has no attribute unused_data"): only these are undone.
-DECODABLE_ENCODINGS = {"gzip", "deflate"}
-# What warcio raises on bytes that are not a WARC record. AttributeError: a request or response
-# header block cut before its WARC-Target-URI (warcio calls None.startswith).
-WARC_DAMAGE = (
-    ArchiveLoadFailed, StatusAndHeadersParserException, EOFError, zlib.error, ValueError, AttributeError
-)
-HTML_MARKER = re.compile(rb"<(!doctype\s+html|html)[\s>]", re.IGNORECASE)
-
-
-class Dropped(Exception):
-    """A record leaves the shard for a named reason."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
+__all__ = ["Dropped", "HtmlPage", "read_html_pages"]
 
 
 @dataclass(frozen=True)
-class HtmlPage:
-    offset: int
-    url: str | None
-    warc_record_id: str | None
-    date: str | None
-    body: bytes
-    http_charset: str | None
+class Damage:
+    """A damaged region, `skipped` bytes long; `to_end` when it runs to the end of the file."""
+
+    reason: str
+    skipped: int
+    to_end: bool
 
 
-def read_html_pages(warc_path: str, stats: ShardStats, max_html_bytes: int) -> Iterator[HtmlPage]:
-    """Yield the HTML responses of a WARC file; count every other record and any damage in `stats`."""
+def read_html_pages(
+    warc_path: str, stats: ShardStats, max_html_bytes: int, *, fast: bool = True
+) -> Iterator[HtmlPage]:
+    """Yield the HTML pages of a WARC or ARC file; count every other record and any damage in `stats`.
 
-    def count_damage(reason: str) -> None:
-        stats.docs_in += 1
-        stats.drop(reason)
-
+    `fast=False` reads every record with warcio: the reference the FastWARC reader is held to.
+    """
+    counted = 0
     with open(warc_path, "rb") as stream:
-        records = WARCIterator(stream)  # not ArchiveIterator: it reads any 5-word first line as ARC
-        read = end = stray_lines = 0
+        for outcome in _outcomes(stream, max_html_bytes, fast):
+            stats.docs_in += 1
+            if isinstance(outcome, HtmlPage):
+                yield outcome
+            elif isinstance(outcome, Damage):
+                whole_file = not counted and outcome.to_end and outcome.reason == "corrupt_record"
+                stats.drop("corrupt_not_warc" if whole_file else outcome.reason)
+                stats.counters["bytes_skipped"] += outcome.skipped
+            else:
+                stats.drop(outcome)
+            counted += 1
+    if not counted:
+        stats.docs_in += 1
+        stats.drop("corrupt_empty")
+
+
+def _outcomes(stream: BinaryIO, max_html_bytes: int, fast: bool) -> Iterator[HtmlPage | str | Damage]:
+    """Every record's page or drop reason, and every damaged region, in file order."""
+    size = os.fstat(stream.fileno()).st_size
+    arc = _is_arc(stream)
+    offset = 0
+    while offset < size:
+        if fast and not arc:  # FastWARC reads no ARC
+            offset = yield from read_healthy(stream, offset, size, max_html_bytes)
+            if offset >= size:
+                break
+        outcomes, damage, next_offset = read_one(stream, offset, size, arc, max_html_bytes)
+        yield from outcomes
+        if damage:
+            if next_offset is None:
+                next_offset = next_record_start(stream, offset + 1, arc) or size
+            yield Damage(damage, next_offset - offset, next_offset >= size)
+        offset = next_offset
+
+
+def _is_arc(stream: BinaryIO) -> bool:
+    stream.seek(0)
+    start = stream.read(1024)
+    if start.startswith(b"\x1f\x8b"):
         try:
-            for record in records:
-                page = _html_page(record, records, max_html_bytes)
-                read += 1
-                stats.docs_in += 1
-                end = records.get_record_offset() + records.get_record_length()
-                if records.err_count > stray_lines:  # warcio skipped a non-blank line after the record
-                    stray_lines = records.err_count
-                    count_damage("corrupt_record")
-                if isinstance(page, HtmlPage):
-                    yield page
-                else:
-                    stats.drop(page)
-        except WARC_DAMAGE:
-            count_damage("corrupt_record" if read else "corrupt_not_warc")
-            return
-        # warcio stops quietly (EOFError) when a file is cut inside a record's headers.
-        if _has_data_after(stream, end):
-            count_damage("corrupt_truncated")
-        elif not read:
-            count_damage("corrupt_empty")
-
-
-def _html_page(record: ArcWarcRecord, records: ArchiveIterator, max_html_bytes: int) -> HtmlPage | str:
-    """The record as an HtmlPage, or the reason it is not one. Leaves the record fully read."""
-    try:
-        content_type = _check_response(record)
-        body = _read_body(record, content_type, max_html_bytes)
-    except Dropped as dropped:
-        reason = dropped.reason
-    else:
-        reason = None
-    offset = records.get_record_offset()  # reads the rest of the record
-    if record.length is None:
-        return "corrupt_record"  # no Content-Length: a mangled header block, or one cut short
-    if record.raw_stream.limit > 0:
-        return "corrupt_truncated"  # the file ended before the record's Content-Length
-    if reason:
-        return reason
-    return HtmlPage(
-        offset=offset,
-        url=record.rec_headers.get_header("WARC-Target-URI"),
-        warc_record_id=record.rec_headers.get_header("WARC-Record-ID"),
-        date=_iso_date(record.rec_headers.get_header("WARC-Date")),
-        body=body,
-        http_charset=content_type_charset(content_type),
-    )
-
-
-def _check_response(record: ArcWarcRecord) -> str:
-    """Raise Dropped unless the record is a 200 HTTP response that may be HTML; return Content-Type."""
-    if record.rec_type != "response":
-        raise Dropped(f"record_type_{record.rec_type if record.rec_type in WARC_TYPES else 'other'}")
-    http = record.http_headers
-    if http is None:
-        raise Dropped("not_http")
-    status = http.get_statuscode()
-    if status != "200":
-        raise Dropped(f"http_status_{status if re.fullmatch(r'[1-5][0-9][0-9]', status) else 'invalid'}")
-    content_type = http.get_header("Content-Type") or ""
-    if content_type and content_type.split(";")[0].strip().lower() not in HTML_TYPES:
-        raise Dropped("not_html")
-    encoding = (http.get_header("Content-Encoding") or "identity").strip().lower()
-    if encoding != "identity" and encoding not in DECODABLE_ENCODINGS:
-        raise Dropped("unsupported_encoding")
-    return content_type
-
-
-def _read_body(record: ArcWarcRecord, content_type: str, max_html_bytes: int) -> bytes:
-    body = record.content_stream().read(max_html_bytes + 1)  # undoes chunking and gzip/deflate
-    if len(body) > max_html_bytes:
-        raise Dropped("html_too_large")
-    if not body.strip():
-        raise Dropped("empty_payload")
-    if not content_type and not HTML_MARKER.search(body[:1024]):
-        raise Dropped("not_html")
-    return body
-
-
-def _has_data_after(stream: BinaryIO, offset: int) -> bool:
-    stream.seek(offset)
-    while chunk := stream.read(1 << 16):
-        if chunk.strip():
-            return True
-    return False
-
-
-
-
-def _iso_date(raw: str | None) -> str | None:
-    if not raw:
-        return None
-    try:
-        parsed = datetime.fromisoformat(raw)
-    except ValueError:
-        return raw
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC).isoformat().replace("+00:00", "Z")
+            start = zlib.decompressobj(31).decompress(start, 64)
+        except zlib.error:
+            return False
+    return start.startswith(b"filedesc://")
