@@ -321,14 +321,14 @@ def test_long_shards_report_progress(tmp_path, monkeypatch, capsys):
 
 
 def test_the_page_limit_counts_cpu_time_so_load_does_not_change_the_output(tmp_path):
-    """On one core shared with two busy processes the page takes about three times its CPU time
+    """On one core shared with four busy processes the page takes about five times its CPU time
     in wall time: a wall-clock limit would cut it, the CPU-time limit lets it finish."""
     row = "<div><p>Sentence {} with some words and <a href='/x{}'>a link</a>.</p></div>"
     page = f"<html><body>{''.join(row.format(i, i) for i in range(1000))}</body></html>".encode()
     warc = write_warc(tmp_path / "loaded.warc.gz", [{"payload": page}])
     core = {min(os.sched_getaffinity(0))}
     busy = [subprocess.Popen([sys.executable, "-c", f"import os; os.sched_setaffinity(0, {core}); exec('while True: pass')"])
-            for _ in range(2)]
+            for _ in range(4)]
     affinity = os.sched_getaffinity(0)
     try:
         os.sched_setaffinity(0, core)
