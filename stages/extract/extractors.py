@@ -23,8 +23,8 @@ from stages.extract.cleaning import clean_text
 Extractor = Callable[[str], str | None]
 
 # Elements that resiliparse's main-content rules keep inside the article: footers, captions, author
-# boxes. More selectors (related, share, comment, newsletter, cookie, ...) gained 0.002 F1 for 12% of
-# the time (bench/README.md, "Extraction quality").
+# boxes. 14 more (related, share, comment, newsletter, cookie, ...) gained 0.002 F1 for 3-12% more
+# time (bench/README.md, "Extraction quality").
 BOILERPLATE_SELECTORS = ("footer", "figcaption", "[class*=footer]", "[class*=author]", "[class*=caption]")
 RESILIPARSE_OPTIONS = dict(preserve_formatting="minimal_html", links=True, comments=False, alt_texts=False,
                            list_bullets=False)
