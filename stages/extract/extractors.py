@@ -124,12 +124,12 @@ def _line_class(text: str, link_chars: int, tag: str | None) -> str:
 def _revised(classes: list[str], lines: list[tuple[str, int, str | None]]) -> list[str]:
     """Short and near-good lines take the class of the good or bad lines around them (the
     page's edges count as bad); a heading without links right before good text is good."""
+    before, after = _nearest_decided(classes), _nearest_decided(classes[::-1])[::-1]
     revised = list(classes)
     for i, cls in enumerate(classes):
         if cls in (SHORT, NEAR):
-            before, after = _neighbour(classes, i, -1), _neighbour(classes, i, 1)
-            if before == after:
-                revised[i] = before
+            if before[i] == after[i]:
+                revised[i] = before[i]
             else:
                 revised[i] = GOOD if cls == NEAR else BAD
     for i, (_, link_chars, tag) in enumerate(lines[:-1]):
@@ -138,13 +138,14 @@ def _revised(classes: list[str], lines: list[tuple[str, int, str | None]]) -> li
     return revised
 
 
-def _neighbour(classes: list[str], i: int, step: int) -> str:
-    i += step
-    while 0 <= i < len(classes):
-        if classes[i] in (GOOD, BAD):
-            return classes[i]
-        i += step
-    return BAD
+def _nearest_decided(classes: list[str]) -> list[str]:
+    """For each line, the class of the last good or bad line before it (BAD at the start)."""
+    nearest, last = [], BAD
+    for cls in classes:
+        nearest.append(last)
+        if cls in (GOOD, BAD):
+            last = cls
+    return nearest
 
 
 def _main_regions(classes: list[str], lines: list[tuple[str, int, str | None]]) -> list[str]:
