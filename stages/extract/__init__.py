@@ -1,10 +1,15 @@
 """WARC to text: one WARC file in, one parquet shard of web documents out.
 
-    records     WARC records to HTML pages; every other record and all damage counted
-    charset     page bytes to text
-    extractors  the main-text extractors (`stages.extract.extractor`)
-    limits      the per-page CPU-time limit
-    shard       the stage itself: read, decode, extract, write
+    records          WARC and ARC records to HTML pages; every other record and all damage counted
+      fastwarc_reader  FastWARC over the healthy stretches of a file
+      warcio_reader    warcio, one record at a time, wherever FastWARC might read differently
+      resync           the next record after damage (next gzip member, next record line)
+      classify         a record to a page or the reason it is not one; http_head its HTTP headers
+    charset          page bytes to text
+    extractors       the main-text extractors (`stages.extract.extractor`)
+    cleaning         what extraction leaves that no one wants in training text
+    limits           the per-page CPU-time limit
+    shard            the stage itself: read, decode, extract, clean, write
 """
 
 from stages.extract.charset import decode_html
