@@ -7,7 +7,7 @@ RUN    ?= runs/demo
 STAGES := extract wikipedia langid line_dedup quality near_dedup quality_model quality_classifier \
           arxiv stackexchange github books tokenizer tokenize mixture train
 
-.PHONY: setup demo test inspect export bench bench-train bench-sources clean $(STAGES)
+.PHONY: setup demo test inspect export bench bench-big-warc bench-train bench-sources clean $(STAGES)
 
 setup: $(VENV)/.installed
 
@@ -41,8 +41,16 @@ bench: setup
 	$(PY) bench/near_dup_eval.py
 	$(PY) bench/line_dedup.py
 	$(PY) bench/extract_settings.py
+	$(PY) bench/extract_quality.py
+	$(PY) bench/extract_pipeline.py one-core
+	$(PY) bench/extract_pipeline.py scaling
+	$(PY) bench/manifest_commit.py
 	$(PY) bench/quality_filter.py
 	$(PY) bench/tokenize_throughput.py
+
+# A ~1 GB WARC built from the sample pages, through the extract stage: peak memory and progress (bench/big_warc.py).
+bench-big-warc: setup
+	$(PY) bench/big_warc.py run
 
 # Tokens/s and MFU of the model presets: run it on the GPU machine (bench/train.py).
 bench-train: setup
