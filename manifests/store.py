@@ -62,8 +62,9 @@ def record_row(run_dir: str | Path, stage: str, row: dict) -> Path:
     check_row(row)
     name = hashlib.sha1(row["shard"].encode()).hexdigest()[:20]
     path = rows_dir(run_dir, stage) / f"{name}.json"
-    record = {**row, "dropped": dict(row["dropped"]), "counters": dict(row["counters"]),
-              "finished_at": row["finished_at"].isoformat()}
+    # Milliseconds, as the table's timestamp column holds them: a row reads back the same either way.
+    finished_at = row["finished_at"].isoformat(timespec="milliseconds")
+    record = {**row, "dropped": dict(row["dropped"]), "counters": dict(row["counters"]), "finished_at": finished_at}
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(record))
     return path

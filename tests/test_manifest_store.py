@@ -15,7 +15,7 @@ def row(shard: str, docs_out: int = 3, **fields) -> dict:
         "stage": "extract", "shard": shard, "inputs": [f"in/{shard}.warc.gz"], "output": f"out/{shard}.parquet",
         "docs_in": docs_out + 2, "docs_out": docs_out, "dropped": {"not_html": 2}, "bytes_out": 10, "tokens": None,
         "counters": {"bytes_skipped": 0}, "seconds": 0.5, "config_hash": "abc", "status": "done", "error": None,
-        "finished_at": datetime(2026, 12, 3, 12, 0, tzinfo=timezone.utc), **fields,
+        "finished_at": datetime(2026, 12, 3, 12, 0, 1, 234000, tzinfo=timezone.utc), **fields,
     }
 
 
@@ -32,6 +32,15 @@ def test_recorded_rows_merge_with_the_table_and_fold_into_it(tmp_path):
     assert not list(rows_dir(tmp_path, "extract").iterdir())
     assert read_manifest(tmp_path, "extract") == merged
     assert pq.read_table(manifest_path(tmp_path, "extract")).num_rows == 3
+
+
+def test_a_row_reads_back_the_same_from_its_file_and_from_the_table(tmp_path):
+    recorded = row("a", finished_at=datetime(2026, 12, 3, 12, 0, 1, 234567, tzinfo=timezone.utc))
+    record_row(tmp_path, "extract", recorded)
+    from_file = read_manifest(tmp_path, "extract")
+    write_manifest(tmp_path, "extract", from_file)
+    assert read_manifest(tmp_path, "extract") == from_file
+    assert from_file[0]["finished_at"] == datetime(2026, 12, 3, 12, 0, 1, 234000, tzinfo=timezone.utc)
 
 
 def test_a_stage_with_only_row_files_is_recorded(tmp_path):
