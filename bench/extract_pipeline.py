@@ -1,6 +1,6 @@
 """Extract and language ID end to end: WARC files in, English documents out, per page and core.
 
-    .venv/bin/python bench/extract_pipeline.py one-core [--copies 4] [--rows ROW,...] [--pin 0]
+    .venv/bin/python bench/extract_pipeline.py one-core [--copies 2] [--rows ROW,...] [--pin 0]
     .venv/bin/python bench/extract_pipeline.py scaling [--copies 3] [--extractor trafilatura] [--repeats 1]
 
 Input: the 7 sample WARCs `samples/warc/*.warc.gz` (257 HTML pages, as `stages.extract` reads
@@ -264,7 +264,7 @@ def manifest_totals(run_dir: Path, stage: str) -> dict:
     for row in rows:
         for reason, n in row["dropped"] or []:
             dropped[reason] = dropped.get(reason, 0) + n
-    return {"shards": len(rows), "docs_in": sum(r["docs_in"] for r in rows),
+    return {"shards": len(rows), "docs_in": sum(r["docs_in"] for r in rows), "seconds": {r["shard"]: r["seconds"] for r in rows},
             "docs_out": sum(r["docs_out"] for r in rows), "dropped": dropped,
             "task_s": sum(r["seconds"] for r in rows), "status": sorted({r["status"] for r in rows})}
 
@@ -441,7 +441,11 @@ def run_cli(inputs: Path, work: Path, label: str, extractor: str, num_cpus: int,
         tail = "\n".join(e["line"] for e in lines[-25:])
         raise RuntimeError(f"{label}: the pipeline failed (exit {result['rc']}):\n{tail}")
     extract = manifest_totals(out, "extract")
-    result.update(
+    shard_s = dict(extract["seconds"])
+    if last_stage != "extract":
+        for shard, seconds in manifest_totals(out, last_stage)["seconds"].items():
+            shard_s[shard] = shard_s.get(shard, 0.0) + seconds
+    result.update(shard_s=shard_s,
         pages=pages_of(extract), extract=extract,
         kept=manifest_totals(out, last_stage)["docs_out"] if last_stage != "extract" else extract["docs_out"],
         ray_start_s=planned["t"] - ray["t"] if ray else None,
@@ -480,7 +484,12 @@ def one_core(args: argparse.Namespace) -> None:
           f"{sum(p.stat().st_size for p in inputs) / 1e6:.1f} MB), {pages:,} HTML pages; "
           f"pinned to {sorted(cpus) if cpus else 'no core'}; load average {os.getloadavg()[0]:.2f}", flush=True)
     results: dict[str, dict] = {}
+    missing = _datatrove_missing()
     for kind in rows:
+        if kind.startswith("datatrove-") and missing:
+            print(f"  {kind}: skipped, datatrove's WarcReader and LanguageFilter need {', '.join(missing)} "
+                  "(.venv/bin/pip install faust-cchardet python-magic fasteners)", flush=True)
+            continue
         print(f"  {kind} ...", flush=True)
         if kind.startswith("cli-"):
             result = run_cli(inputs[0].parent, work, kind, kind.removeprefix("cli-"), 1, cpus=cpus)
@@ -494,6 +503,14 @@ def one_core(args: argparse.Namespace) -> None:
                "rows": results}
     (work / "one_core.json").write_text(json.dumps(summary, indent=1, default=str))
     print_one_core(summary)
+
+
+def _datatrove_missing() -> list[str]:
+    """The modules datatrove's WarcReader and LanguageFilter import that it does not install."""
+    import importlib.util
+
+    return [name for name, module in (("faust-cchardet", "cchardet"), ("python-magic", "magic"),
+                                      ("fasteners", "fasteners")) if importlib.util.find_spec(module) is None]
 
 
 def print_one_core(summary: dict) -> None:
@@ -524,6 +541,14 @@ def print_one_core(summary: dict) -> None:
                   f"{cli['work_wall'] / direct['work_wall'] - 1:+.1%}")
 
 
+def lpt_makespan(seconds: list[float], workers: int) -> float:
+    """The wall time of tasks of these durations run largest first on `workers` workers."""
+    loads = [0.0] * workers
+    for duration in sorted(seconds, reverse=True):
+        loads[loads.index(min(loads))] += duration
+    return max(loads)
+
+
 def scaling(args: argparse.Namespace) -> None:
     work = Path(args.work) / "scaling"
     work.mkdir(parents=True, exist_ok=True)
@@ -552,13 +577,17 @@ def scaling(args: argparse.Namespace) -> None:
     for a, b in zip(runs[1], runs[2]):
         print(f"2 CPUs vs 1: whole wall {a['wall'] / b['wall']:.2f}x, work wall {a['work_wall'] / b['work_wall']:.2f}x; "
               f"work CPU {b['work_cpu'] / a['work_cpu']:.2f}x of the 1-CPU run's")
+    for a in runs[1]:
+        tasks = list(a["shard_s"].values())
+        print(f"balance bound from the 1-CPU run's {len(tasks)} task times, largest first on 2 workers: "
+              f"{sum(tasks) / lpt_makespan(tasks, 2):.2f}x (largest task {max(tasks):.1f}s of {sum(tasks):.1f}s)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     verbs = parser.add_subparsers(dest="verb", required=True)
     one = verbs.add_parser("one-core", help="every row on one core, same inputs")
-    one.add_argument("--copies", type=int, default=4, help="copies of the 7 sample WARCs (default 4)")
+    one.add_argument("--copies", type=int, default=2, help="copies of the 7 sample WARCs (default 2)")
     one.add_argument("--rows", help=f"comma-separated subset of {','.join(ROWS)}")
     one.add_argument("--pin", type=int, default=0, help="core to pin every row to (-1: none)")
     scale = verbs.add_parser("scaling", help="the CLI with run.num_cpus 1 and 2")
