@@ -19,7 +19,8 @@ HTML pages, bytes), and not rebuilt while both exist.
 `run` (building first if needed) runs `python -m pipeline run CONFIG --stages extract` on that
 one file with the fast extractor and reports pages, wall and CPU seconds, pages/s and MB/s, the
 peak RSS of the Ray worker that ran the shard (VmHWM read from /proc every 0.2 s; rusage of
-children would not see it, the raylet reaps workers without accounting them), and the progress
+children sees a worker only when it happens to outlive the raylet at shutdown and is re-parented to
+this process, a child subreaper: the raylet reaps its workers without accounting), and the progress
 lines printed while it ran (lines with "ETA"): how many, and how often.
 """
 
@@ -235,8 +236,8 @@ def print_run(s: dict) -> None:
     print("\nprocesses (CPU s, peak RSS MB):")
     for p in s["processes"][:8]:
         print(f"  {p['cpu_s']:8.1f} {p['peak_rss_mb']:8.1f}  {', '.join(p['names'])[:100]}")
-    print(f"rusage of children, ru_maxrss: {s['children_maxrss_mb']:.0f} MB (the largest process reaped through "
-          "the driver; Ray workers are not among them)")
+    print(f"rusage of children, ru_maxrss: {s['children_maxrss_mb']:.0f} MB (the largest process reaped by this "
+          "one or by a reaped parent: the Ray worker only when it outlived the raylet and was re-parented here)")
     gaps = s["progress_gap_s"]
     print(f"progress lines with ETA: {s['progress_lines']}"
           + (f", every {gaps['median']:.1f}s (min {gaps['min']:.1f}, max {gaps['max']:.1f})" if gaps else ""))
