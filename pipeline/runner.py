@@ -181,8 +181,8 @@ def run_step(config: RunConfig, names: list[str], hashes: dict[str, str], board=
     resources = _chain_resources([spec.resources(params[spec.name]) for spec in specs])
     _check_resources(label, resources)
     # Largest first, so that the stage does not end on one big shard running alone.
-    sizes = {id(steps): _input_bytes(steps[0][1]) for steps in chains}
-    chains.sort(key=lambda steps: -sizes[id(steps)])
+    sizes = {steps[0][1].shard: _input_bytes(steps[0][1]) for steps in chains}
+    chains.sort(key=lambda steps: -sizes[steps[0][1].shard])
     remote = ray.remote(execute_chain).options(name=label, max_retries=1, **resources)
     pending = {remote.remote(steps, board): steps for steps in chains}
     progress = StageProgress(label, len(chains), sum(sizes.values()))
@@ -196,7 +196,7 @@ def run_step(config: RunConfig, names: list[str], hashes: dict[str, str], board=
             except ray.exceptions.RayError as exc:  # the worker died (killed, out of memory) on every try
                 error = f"{type(exc).__name__}: {exc}"
                 chain_rows = [_row(stage, task, h, status=FAILED, error=error) for stage, task, _, h in steps]
-            progress.finish(steps[0][1].shard, chain_rows[0], sizes[id(steps)])
+            progress.finish(steps[0][1].shard, chain_rows[0], sizes[steps[0][1].shard])
             for row in chain_rows:
                 rows[row["stage"]][row["shard"]] = row
                 record_row(config.output_dir, row["stage"], row)
