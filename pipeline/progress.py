@@ -25,7 +25,11 @@ class ProgressBoard:
     def update(self, shard: str, docs_in: int, docs_out: int, bytes_read: int) -> None:
         self.shards[shard] = (docs_in, docs_out, bytes_read)
 
-    def snapshot(self) -> dict[str, tuple[int, int, int]]:
+    def snapshot(self, finished: list[str]) -> dict[str, tuple[int, int, int]]:
+        """The reports of the shards still running, forgetting those `finished` since the last
+        call, so that the board holds only the shards in flight however large the stage."""
+        for shard in finished:
+            self.shards.pop(shard, None)
         return dict(self.shards)
 
 

@@ -14,6 +14,7 @@ a run killed at any moment resumes with only its unfinished shards.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -75,7 +76,7 @@ def execute_shard(stage: str, task: ShardTask, params: dict, config_hash: str, b
     return _row(stage, task, config_hash, seconds=time.perf_counter() - start, **outcome)
 
 
-def execute_chain(steps: list[tuple[str, ShardTask, dict, str]], board=None) -> list[dict]:
+def execute_chain(steps: list[tuple[str, ShardTask, dict, str]], board) -> list[dict]:
     """Run one shard through stages that follow each other document by document, in one task:
     each stage writes its own output and gets its own row. A failed shard fails the rest."""
     rows: list[dict] = []
@@ -144,7 +145,7 @@ def fused_steps(stages: list[str]) -> list[list[str]]:
     return steps
 
 
-def run_step(config: RunConfig, names: list[str], hashes: dict[str, str], board=None) -> dict[str, list[dict]]:
+def run_step(config: RunConfig, names: list[str], hashes: dict[str, str], board) -> dict[str, list[dict]]:
     """Run a stage, or a chain of stages fused shard by shard; return each stage's manifest rows."""
     specs = [STAGES[n] for n in names]
     params = {spec.name: spec.params(config) for spec in specs}
@@ -184,10 +185,18 @@ def run_step(config: RunConfig, names: list[str], hashes: dict[str, str], board=
     sizes = {steps[0][1].shard: _input_bytes(steps[0][1]) for steps in chains}
     chains.sort(key=lambda steps: -sizes[steps[0][1].shard])
     remote = ray.remote(execute_chain).options(name=label, max_retries=1, **resources)
-    pending = {remote.remote(steps, board): steps for steps in chains}
+    # A bounded window of tasks in flight, topped up as they finish: waiting on them costs the same
+    # at shard 10 and at shard 100,000.
+    queue, window = iter(chains), _window(resources)
+    pending = {}
     progress = StageProgress(label, len(chains), sum(sizes.values()))
+    finished: list[str] = []
     last_report = time.monotonic()
-    while pending:
+    while True:
+        for steps in itertools.islice(queue, window - len(pending)):
+            pending[remote.remote(steps, board)] = steps
+        if not pending:
+            break
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=REFRESH_S)
         for ref in ready:
             steps = pending.pop(ref)
@@ -196,15 +205,19 @@ def run_step(config: RunConfig, names: list[str], hashes: dict[str, str], board=
             except ray.exceptions.RayError as exc:  # the worker died (killed, out of memory) on every try
                 error = f"{type(exc).__name__}: {exc}"
                 chain_rows = [_row(stage, task, h, status=FAILED, error=error) for stage, task, _, h in steps]
-            progress.finish(steps[0][1].shard, chain_rows[0], sizes[steps[0][1].shard])
+            shard = steps[0][1].shard
+            progress.finish(shard, chain_rows[0], sizes[shard])
+            finished.append(shard)
             for row in chain_rows:
                 rows[row["stage"]][row["shard"]] = row
                 record_row(config.output_dir, row["stage"], row)
                 _log_row(row["stage"], row, done=progress.done_shards, total=len(chains),
                          elapsed=time.monotonic() - progress.started)
-        if pending and board is not None and time.monotonic() - last_report >= REFRESH_S:
+        if pending and time.monotonic() - last_report >= REFRESH_S:
             running = {steps[0][1].shard for steps in pending.values()}
-            progress.running = {k: v for k, v in ray.get(board.snapshot.remote()).items() if k in running}
+            reports = ray.get(board.snapshot.remote(finished))
+            progress.running = {k: v for k, v in reports.items() if k in running}
+            finished = []
             log.info(progress.line())
             last_report = time.monotonic()
 
@@ -222,6 +235,12 @@ def run_step(config: RunConfig, names: list[str], hashes: dict[str, str], board=
 def _input_bytes(task: ShardTask) -> int:
     """The size of a task's input files (directories count as 0): its share of the stage's work."""
     return sum(os.path.getsize(p) for p in task.inputs if os.path.isfile(p))
+
+
+def _window(resources: dict) -> int:
+    """Tasks kept in flight: twice as many as the cluster runs at once, so none waits for work."""
+    slots = ray.cluster_resources().get("CPU", 1) / max(resources.get("num_cpus", 1), 1e-3)
+    return max(2, 2 * int(slots))
 
 
 def _chain_resources(resources: list[dict]) -> dict:

@@ -44,9 +44,10 @@ def test_a_running_shard_reports_to_the_board(tmp_path, monkeypatch):
     board = ProgressBoard.remote()
     warc = SAMPLES / "warc" / "wget-2024-academic-0.warc.gz"
     stats = extract_warc(str(warc), str(tmp_path / "out.parquet"), progress=shard_reporter(board, "shard-0"))
-    docs_in, docs_out, bytes_read = ray.get(board.snapshot.remote())["shard-0"]
+    docs_in, docs_out, bytes_read = ray.get(board.snapshot.remote([]))["shard-0"]
     assert 0 < docs_in <= stats.docs_in and docs_out <= stats.docs_out
     assert 0 < bytes_read < warc.stat().st_size
+    assert ray.get(board.snapshot.remote(["shard-0"])) == {}  # a finished shard is forgotten
     ray.kill(board)
 
 
