@@ -7,9 +7,11 @@ from collections import Counter
 from pathlib import Path
 
 from manifests.store import read_manifest, stages_recorded
+from pipeline import storage
+from pipeline.storage import location
 
 
-def _stage_order(run_dir: Path) -> list[str]:
+def _stage_order(run_dir: str | Path) -> list[str]:
     """Stages in the order they first finished a shard, which is pipeline order."""
     first = {}
     for stage in stages_recorded(run_dir):
@@ -20,10 +22,10 @@ def _stage_order(run_dir: Path) -> list[str]:
 
 def _quality_card(row: dict) -> list[str]:
     """The quality model's held-out metrics, from the model card beside it."""
-    card_path = Path(row["output"]) / "quality.ftz.json"
-    if row["status"] != "done" or not card_path.is_file():
+    card_path = str(location(row["output"]) / "quality.ftz.json")
+    if row["status"] != "done" or not storage.exists(card_path):
         return []
-    card = json.loads(card_path.read_text())
+    card = json.loads(storage.read_text(card_path))
     m, data = card["heldout_metrics"], card["data"]
     return [
         f"    model     {data['sources'].get('positive_source')} vs crawl pages, {data['positives']:,} a class; "
@@ -34,10 +36,10 @@ def _quality_card(row: dict) -> list[str]:
 
 def _mixture_table(row: dict) -> list[str]:
     """The realised data mix (tokens, share and epochs per source), from the mixture stage's output."""
-    table = Path(row["output"]) / "mixture.md"
-    if row["status"] != "done" or not table.is_file():
+    table = str(location(row["output"]) / "mixture.md")
+    if row["status"] != "done" or not storage.exists(table):
         return []
-    return [f"    {line}" for line in table.read_text().splitlines() if line]
+    return [f"    {line}" for line in storage.read_text(table).splitlines() if line]
 
 
 def _tokens_per_source(rows: list[dict]) -> list[str]:
@@ -54,10 +56,10 @@ def _tokens_per_source(rows: list[dict]) -> list[str]:
 def _training_summary(row: dict) -> list[str]:
     """Steps, loss, validation loss, speed and loss spikes, from the trainer's train_log.jsonl beside
     its checkpoint (a step logged again after a resume or rollback counts once, its last record)."""
-    log = Path(row["output"]).parent / "train_log.jsonl"
-    if row["status"] != "done" or not log.is_file():
+    log = str(location(row["output"]).parent / "train_log.jsonl")
+    if row["status"] != "done" or not storage.exists(log):
         return []
-    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    records = [json.loads(line) for line in storage.read_text(log).splitlines() if line.strip()]
     steps = {r["step"]: r for r in records if "event" not in r}
     if not steps:
         return []
@@ -93,8 +95,10 @@ def format_stage(rows: list[dict], stage: str, shards: bool = False) -> str:
         counters.update(r["counters"])
     tokens = [r["tokens"] for r in done if r["tokens"] is not None]
     kept = f"{docs_out / docs_in:.1%}" if docs_in else "-"
+    nodes = {r["node"] for r in rows if r.get("node")}
     header = (
-        f"{stage}: {len(done)} shards done{f', {failed} FAILED' if failed else ''}; "
+        f"{stage}: {len(done)} shards done{f', {failed} FAILED' if failed else ''}"
+        f"{f' on {len(nodes)} nodes' if len(nodes) > 1 else ''}; "
         f"{docs_in:,} in -> {docs_out:,} out ({kept} kept)"
         f"{f'; {sum(tokens):,} tokens' if tokens else ''}; "
         f"{sum(r['bytes_out'] for r in done) / 1e6:,.2f} MB; {sum(r['seconds'] for r in done):,.1f} task-s"
@@ -110,15 +114,16 @@ def format_stage(rows: list[dict], stage: str, shards: bool = False) -> str:
     if shards:
         for r in sorted(rows, key=lambda r: r["shard"]):
             reasons = ", ".join(f"{k}={v}" for k, v in sorted(r["dropped"].items()))
+            node = f"  node {r['node'][:8]}" if len(nodes) > 1 else ""
             lines.append(
                 f"    shard {r['shard']:<32} {r['status']:<6} {r['docs_in']:>7,} -> {r['docs_out']:>7,} "
-                f"{r['seconds']:6.1f}s  {reasons}"
+                f"{r['seconds']:6.1f}s{node}  {reasons}"
             )
     return "\n".join(lines)
 
 
 def format_run(run_dir: str | Path, *, stage: str | None = None, shards: bool = False) -> str:
-    run_dir = Path(run_dir)
+    run_dir = location(run_dir)
     stages = [stage] if stage else _stage_order(run_dir)
     if not stages:
         return f"{run_dir}: no manifests yet (nothing has run)"

@@ -17,6 +17,7 @@
 | status        | string             | "done" or "failed"                                          |
 | error         | string, nullable   | the failure, for status "failed"                            |
 | finished_at   | timestamp[ms, UTC] | when the row was recorded                                   |
+| node          | string, nullable   | the Ray node that ran the shard (its node id)               |
 
 Invariant for every row: docs_in == docs_out + sum(dropped.values()).
 """
@@ -43,5 +44,6 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("status", pa.string(), nullable=False),
         pa.field("error", pa.string()),
         pa.field("finished_at", pa.timestamp("ms", tz="UTC"), nullable=False),
+        pa.field("node", pa.string()),
     ]
 )

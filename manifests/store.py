@@ -6,12 +6,16 @@ with the stage's table (a row file overrides the table's row of the same shard).
 them into the table when a stage starts and when it ends (`write_manifest`), the one cost that
 grows with the stage, paid twice a stage instead of once a shard. A run killed in between leaves
 its row files, and the next run reads them as finished shards.
+
+The run directory may be local or on object storage (pipeline.storage): each file is written
+whole, so a reader sees a row or a table before or after a write, never half of one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
@@ -19,20 +23,24 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from manifests.schema import MANIFEST_SCHEMA
-from stages.documents import atomic_path
+from pipeline import storage
+from pipeline.storage import Location, location
+
+# Reading row files left by a killed run from object storage: one request each, so several at once.
+READ_THREADS = 16
 
 
 class ManifestError(ValueError):
     """A manifest row breaks the schema or the accounting invariant."""
 
 
-def manifest_path(run_dir: str | Path, stage: str) -> Path:
-    return Path(run_dir) / "manifests" / f"{stage}.parquet"
+def manifest_path(run_dir: str | Path, stage: str) -> Path | Location:
+    return location(run_dir) / "manifests" / f"{stage}.parquet"
 
 
-def rows_dir(run_dir: str | Path, stage: str) -> Path:
+def rows_dir(run_dir: str | Path, stage: str) -> Path | Location:
     """Where rows recorded since the stage's table was last written wait to be folded into it."""
-    return Path(run_dir) / "manifests" / f"{stage}.rows"
+    return location(run_dir) / "manifests" / f"{stage}.rows"
 
 
 def check_row(row: dict) -> None:
@@ -56,52 +64,73 @@ def _table(rows: list[dict]) -> pa.Table:
     )
 
 
-def record_row(run_dir: str | Path, stage: str, row: dict) -> Path:
+def record_row(run_dir: str | Path, stage: str, row: dict) -> str:
     """Record one shard's row, atomically, in time independent of the stage's size."""
     # Named by a digest of the shard: shard names may hold "/" (tokenize's are "<source>/<shard>").
     check_row(row)
     name = hashlib.sha1(row["shard"].encode()).hexdigest()[:20]
-    path = rows_dir(run_dir, stage) / f"{name}.json"
+    path = str(rows_dir(run_dir, stage) / f"{name}.json")
     # Milliseconds, as the table's timestamp column holds them: a row reads back the same either way.
     finished_at = row["finished_at"].isoformat(timespec="milliseconds")
     record = {**row, "dropped": dict(row["dropped"]), "counters": dict(row["counters"]), "finished_at": finished_at}
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(record))
+    storage.write_text(path, json.dumps(record))
     return path
 
 
-def _recorded_row(path: Path) -> dict:
-    row = json.loads(path.read_text())
+def _recorded_row(path: str) -> dict:
+    row = json.loads(storage.read_text(path))
     row["finished_at"] = datetime.fromisoformat(row["finished_at"])
+    row.setdefault("node", None)
     return row
 
 
-def write_manifest(run_dir: str | Path, stage: str, rows: list[dict]) -> Path:
+def _row_files(run_dir: str | Path, stage: str) -> list[str]:
+    return [f for f in storage.list_files(rows_dir(run_dir, stage)) if f.endswith(".json")]
+
+
+def write_manifest(run_dir: str | Path, stage: str, rows: list[dict]) -> str:
     """Replace the stage's manifest with `rows` (sorted by shard), atomically, and drop the row
     files recorded since: `rows` must include those still wanted (read them with read_manifest)."""
-    path = manifest_path(run_dir, stage)
-    pending = list(rows_dir(run_dir, stage).glob("*.json"))
-    with atomic_path(path) as tmp:
-        pq.write_table(_table(sorted(rows, key=lambda r: r["shard"])), tmp)
+    path = str(manifest_path(run_dir, stage))
+    pending = _row_files(run_dir, stage)
+    buffer = pa.BufferOutputStream()
+    pq.write_table(_table(sorted(rows, key=lambda r: r["shard"])), buffer)
+    storage.write_bytes(path, buffer.getvalue().to_pybytes())
     # Only after the table holds them: a run killed here leaves row files that repeat it.
     for row_file in pending:
-        row_file.unlink(missing_ok=True)
+        storage.remove(row_file)
     return path
+
+
+def _read_table(path: str) -> list[dict]:
+    with storage.open_input_file(path) as file:
+        table = pq.read_table(file)
+    if "node" not in table.column_names:  # written before the column existed
+        table = table.append_column("node", pa.nulls(len(table), pa.string()))
+    return table.select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA).to_pylist()
 
 
 def read_manifest(run_dir: str | Path, stage: str) -> list[dict]:
     """The stage's rows as dicts (`dropped` as a dict), sorted by shard, or [] if it has not run."""
-    path = manifest_path(run_dir, stage)
+    path = str(manifest_path(run_dir, stage))
     rows: dict[str, dict] = {}
-    if path.exists():
-        for row in pq.read_table(path, schema=MANIFEST_SCHEMA).to_pylist():
+    if storage.exists(path):
+        for row in _read_table(path):
             rows[row["shard"]] = {**row, "dropped": dict(row["dropped"]), "counters": dict(row["counters"])}
-    for row_file in rows_dir(run_dir, stage).glob("*.json"):
-        row = _recorded_row(row_file)
-        rows[row["shard"]] = row
+    row_files = _row_files(run_dir, stage)
+    with ThreadPoolExecutor(min(READ_THREADS, max(1, len(row_files)))) as pool:
+        for row in pool.map(_recorded_row, row_files):
+            rows[row["shard"]] = row
     return [rows[shard] for shard in sorted(rows)]
 
 
 def stages_recorded(run_dir: str | Path) -> list[str]:
-    manifests = Path(run_dir) / "manifests"
-    return sorted({p.stem for p in manifests.glob("*.*") if p.suffix in (".parquet", ".rows")})
+    stages = set()
+    for path in storage.list_files(location(run_dir) / "manifests", recursive=True):
+        relative = path.rsplit("/manifests/", 1)[1]
+        top = relative.split("/", 1)[0]
+        if top.endswith(".parquet") and "/" not in relative:
+            stages.add(top.removesuffix(".parquet"))
+        elif top.endswith(".rows"):
+            stages.add(top.removesuffix(".rows"))
+    return sorted(stages)

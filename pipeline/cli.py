@@ -7,6 +7,7 @@ import logging
 import sys
 
 from manifests.inspect import format_run
+from pipeline import storage
 from pipeline.config import ConfigError, load_config
 from pipeline.registry import STAGE_GROUPS, STAGE_ORDER, expand_stages
 
@@ -74,7 +75,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         config = _load(args)
         if args.verb == "validate":
-            print(f"{args.config}: valid; run directory {config.output_dir}")
+            storage.configure(config.run.storage.settings())
+            config.check_inputs()
+            warcs = len(config.input_files("common_crawl"))
+            print(f"{args.config}: valid; {warcs:,} WARC files; run directory {config.output_dir}")
             return 0
         from pipeline.runner import StageFailed, run_pipeline
 
@@ -87,4 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except (ConfigError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a store that refuses or cannot be reached
+        print(f"error: {exc}\ncheck the location, the credentials (AWS_ACCESS_KEY_ID, ...) and the endpoint "
+              "(run.storage.s3_endpoint_url, or AWS_ENDPOINT_URL)", file=sys.stderr)
         return 2

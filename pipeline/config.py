@@ -7,13 +7,16 @@ setting silently ignored. Relative paths are resolved against the current direct
 from __future__ import annotations
 
 import glob
+import gzip
 import re
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pipeline.storage import Location, StorageSettings, glob as storage_glob, is_remote, location, read_bytes
 from stages import books, github
 from stages.wikipedia import LLAMA_LANGUAGES
 
@@ -25,12 +28,45 @@ class ConfigError(ValueError):
     """A configuration problem, reported before any work starts."""
 
 
+def asset_path(path: str) -> str:
+    """A model or word list, as the workers will open it: relative to the current directory when
+    it lies inside it (under `ray job submit --working-dir` each node has its own copy of that
+    directory, and each worker starts in it), absolute otherwise."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(Path.cwd())) if resolved.is_relative_to(Path.cwd()) else str(resolved)
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class StorageSection(Section):
+    """How the workers reach a remote run directory or remote inputs (pipeline/storage)."""
+
+    s3_endpoint_url: str | None = Field(
+        default=None, description="an S3-compatible store (MinIO, Ceph, R2); null: AWS_ENDPOINT_URL, else AWS"
+    )
+    s3_region: str | None = Field(default=None, description="null: AWS_DEFAULT_REGION, else the bucket's")
+    anonymous: bool = Field(default=False, description="read public buckets (s3://commoncrawl) without credentials")
+    scratch_dir: str | None = Field(
+        default=None, description="local folder where a worker stages a shard's remote files; null: the temp dir"
+    )
+
+    def settings(self) -> StorageSettings:
+        return StorageSettings(**self.model_dump())
+
+
 class RunSection(Section):
-    output: str = Field(description="run directory: shards, manifests, models and checkpoints go here")
+    output: str = Field(
+        description="run directory: shards, manifests, models and checkpoints go here; a local path or a "
+        "URI (s3://bucket/run, gs://...), which a run on a multi-node cluster needs"
+    )
+    storage: StorageSection = StorageSection()
+    shared_filesystem: bool = Field(
+        default=False,
+        description="a local run directory and inputs are on a filesystem every node mounts at the same path "
+        "(NFS, Lustre): allow them on a multi-node cluster",
+    )
     ray_address: str | None = Field(
         default=None,
         description="Ray cluster to use; null means RAY_ADDRESS if set (as under `ray job submit`), "
@@ -71,7 +107,7 @@ class LangidParams(Section):
                 f"fastText model {path!r} not found; use the bundled samples/models/lid.176.ftz "
                 "or download lid.176.bin from https://fasttext.cc/docs/en/language-identification.html"
             )
-        return str(Path(path).resolve())
+        return asset_path(path)
 
 
 class LineDedupParams(Section):
@@ -138,7 +174,7 @@ class QualityClassifierParams(Section):
     def _model_exists(cls, path: str | None) -> str | None:
         if path is not None and not Path(path).is_file():
             raise ValueError(f"quality model {path!r} not found; set null to train one in the run")
-        return str(Path(path).resolve()) if path else None
+        return asset_path(path) if path else None
 
     @property
     def trains(self) -> bool:
@@ -320,16 +356,61 @@ class StagesSection(Section):
 
 
 def _check_patterns(patterns: list[str]) -> list[str]:
+    """Local patterns must match now; remote ones are listed when the run plans (`check_inputs`)."""
     for pattern in patterns:
-        if not glob.glob(pattern, recursive=True):
+        if not is_remote(pattern) and not glob.glob(pattern, recursive=True):
             raise ValueError(f"no file matches {pattern!r}")
     return patterns
+
+
+def _glob(pattern: str, directories: bool) -> list[str]:
+    if is_remote(pattern):
+        return storage_glob(pattern, directories=directories)
+    found = (Path(p).resolve() for p in glob.glob(pattern, recursive=True))
+    return [str(p) for p in found if p.is_file() or (directories and p.is_dir())]
+
+
+class WarcPathsFile(Section):
+    """A Common Crawl file list (`warc.paths.gz`): one path a line, relative to `prefix`. `every`
+    and `first` take a slice of it, as users run a few segments before a whole dump."""
+
+    paths: str = Field(description="a warc.paths(.gz) file, local or remote")
+    prefix: str = Field(
+        default="https://data.commoncrawl.org/",
+        description="joined to each line: https://data.commoncrawl.org/, s3://commoncrawl/ or a mirror",
+    )
+    every: PositiveInt = Field(default=1, description="keep every k-th path, from the first")
+    first: PositiveInt | None = Field(default=None, description="then keep the first N")
+
+    @field_validator("paths")
+    @classmethod
+    def _local_list_exists(cls, path: str) -> str:
+        if not is_remote(path) and not Path(path).is_file():
+            raise ValueError(f"paths file {path!r} not found")
+        return path if is_remote(path) else str(Path(path).resolve())
+
+    def files(self) -> list[str]:
+        try:
+            data = read_bytes(self.paths)
+        except OSError as exc:
+            raise ConfigError(
+                f"inputs.common_crawl: cannot read the paths file {self.paths}: {exc}; check the URL and "
+                "run.storage (or give local WARC files)"
+            ) from None
+        if data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)
+        lines = [line.strip() for line in data.decode("utf-8").splitlines() if line.strip()]
+        chosen = lines[:: self.every][: self.first]
+        prefix = self.prefix if self.prefix.endswith("/") or not self.prefix else self.prefix + "/"
+        return [line if is_remote(line) else prefix + line.lstrip("/") for line in chosen]
 
 
 class InputsSection(Section):
     """Each source's inputs, as paths or globs (`**` recurses). Only Common Crawl is required."""
 
-    common_crawl: list[str] = Field(min_length=1, description="WARC files, gzipped or plain")
+    common_crawl: list[str | WarcPathsFile] = Field(
+        min_length=1, description="WARC files, gzipped or plain (paths, globs, URIs), or Common Crawl paths files"
+    )
     wikipedia: list[str] | None = Field(default=None, description="pages-articles XML dumps, bz2 or plain")
     arxiv: list[str] | None = Field(
         default=None, description="paper source directories, gzipped .tex, .tar(.gz) of a paper, or arXiv bulk source tars"
@@ -344,7 +425,13 @@ class InputsSection(Section):
         default=None, description="{collection: files}: Project Gutenberg .txt, one book per .txt, or .jsonl"
     )
 
-    @field_validator("common_crawl", "wikipedia", "arxiv", "stackexchange", "github")
+    @field_validator("common_crawl")
+    @classmethod
+    def _warcs_match(cls, inputs: list) -> list:
+        _check_patterns([p for p in inputs if isinstance(p, str)])
+        return inputs
+
+    @field_validator("wikipedia", "arxiv", "stackexchange", "github")
     @classmethod
     def _patterns_match(cls, patterns: list[str] | None) -> list[str] | None:
         return _check_patterns(patterns) if patterns else patterns
@@ -380,12 +467,27 @@ class RunConfig(Section):
             patterns = (self.inputs.books or {}).get(source.removeprefix("books."), [])
         else:
             patterns = getattr(self.inputs, source) or []
-        found = {Path(p).resolve() for pattern in patterns for p in glob.glob(pattern, recursive=True)}
-        return sorted(str(p) for p in found if p.is_file() or (directories and p.is_dir()))
+        found: set[str] = set()
+        for pattern in patterns:
+            matches = pattern.files() if isinstance(pattern, WarcPathsFile) else _glob(pattern, directories)
+            if not matches:
+                described = pattern.paths if isinstance(pattern, WarcPathsFile) else pattern
+                raise ConfigError(f"inputs.{source}: nothing matches {described!r}")
+            found.update(matches)
+        return sorted(found)
+
+    def check_inputs(self) -> None:
+        """List every source's inputs now, so that a remote pattern matching nothing is an error
+        before any work starts rather than when its stage is reached."""
+        for source in ("common_crawl", "wikipedia", "arxiv", "stackexchange", "github"):
+            self.input_files(source, directories=source in ("arxiv", "stackexchange", "github"))
+        for collection in self.inputs.books or {}:
+            self.input_files(f"books.{collection}")
 
     @property
-    def output_dir(self) -> Path:
-        return Path(self.run.output).resolve()
+    def output_dir(self) -> Path | Location:
+        """The run directory: an absolute local Path, or a remote Location (joins with `/` alike)."""
+        return location(self.run.output)
 
 
 def _format_errors(error: ValidationError, path: str) -> str:

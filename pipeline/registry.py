@@ -16,7 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline import storage
 from pipeline.config import ConfigError, RunConfig
+from pipeline.storage import location
 from stages.accounting import ShardStats
 from stages.documents import atomic_path
 
@@ -44,7 +46,7 @@ class StageSpec:
     run: Callable[[ShardTask, dict], ShardStats]
     resources: Callable[[dict], dict] = field(default=lambda params: {"num_cpus": 1})
     # The file whose presence means a shard's output is complete (the .idx of a .bin/.idx pair).
-    completion_marker: Callable[[str], Path] = Path
+    completion_marker: Callable[[str], Path | storage.Location] = location
     # Whether the config asks for this stage at all (a source with inputs, a filter turned on). A
     # disabled stage is skipped and gives the stages that need it no rows.
     enabled: Callable[[RunConfig], bool] = lambda config: True
@@ -202,7 +204,7 @@ def source_documents(rows: Upstream) -> dict[str, list[dict]]:
 
 def plan_tokenizer(config: RunConfig, rows: Upstream) -> list[ShardTask]:
     """One task over every source's documents, each shard sampled at its source's rate."""
-    from stages.tokenizer import sampling_rates, text_bytes
+    from stages.tokenizer import sampling_rates
 
     documents = source_documents(rows)
     weights = {s: share.weight or 0.0 for s, share in config.stages.mixture.sources.items()}
@@ -210,7 +212,7 @@ def plan_tokenizer(config: RunConfig, rows: Upstream) -> list[ShardTask]:
     if missing:
         raise ConfigError(f"stages.mixture.sources: the run has source(s) {missing} but no weight or epochs for them")
     # A source given epochs rather than a weight samples in proportion to its size.
-    sizes = {s: sum(text_bytes(r["output"]) for r in shards) for s, shards in documents.items()}
+    sizes = {s: sum(_text_bytes(r["output"]) for r in shards) for s, shards in documents.items()}
     total = sum(sizes.values())
     weights = {s: weights[s] or sizes[s] / max(1, total) for s in documents}
     rates = sampling_rates(sizes, weights, config.stages.tokenizer.sample_bytes)
@@ -218,6 +220,13 @@ def plan_tokenizer(config: RunConfig, rows: Upstream) -> list[ShardTask]:
     model = config.output_dir / "tokenizer" / "tokenizer.model"
     return [ShardTask("tokenizer", [path for path, _ in inputs], str(model),
                       options={"sample_rates": [rate for _, rate in inputs]})]
+
+
+def _text_bytes(shard: str) -> int:
+    from stages.tokenizer import text_bytes
+
+    with storage.open_input_file(shard) as file:
+        return text_bytes(file)
 
 
 def plan_tokenize(config: RunConfig, rows: Upstream) -> list[ShardTask]:
@@ -238,8 +247,10 @@ def plan_mixture(config: RunConfig, rows: Upstream) -> list[ShardTask]:
 
 
 def plan_train(config: RunConfig, rows: Upstream) -> list[ShardTask]:
-    mixture, tokenizer = rows["mixture"][0]["output"], rows["tokenizer"][0]["output"]
-    return [ShardTask("train", [mixture, tokenizer], str(config.output_dir / "train" / "checkpoint.pt"))]
+    [mixture], tokenizer = rows["mixture"], rows["tokenizer"][0]["output"]
+    # The token shards the blend names, after the two files the run function opens.
+    return [ShardTask("train", [mixture["output"], tokenizer, *mixture["inputs"]],
+                      str(config.output_dir / "train" / "checkpoint.pt"))]
 
 
 def run_extract(task: ShardTask, params: dict, progress=None) -> ShardStats:
@@ -496,7 +507,7 @@ def run_mixture(task: ShardTask, params: dict) -> ShardStats:
 def run_train(task: ShardTask, params: dict) -> ShardStats:
     from stages.train import train_on_mixture
 
-    mixture, tokenizer = task.inputs
+    mixture, tokenizer, *_ = task.inputs
     return train_on_mixture(mixture, tokenizer, task.output, **params)
 
 
@@ -566,7 +577,7 @@ SPECS = [
     *BOOKS_DEDUP,
     # Tokenizer, token shards, training
     StageSpec("tokenizer", "tokenizer", CLEAN_DOCUMENT_STAGES, plan_tokenizer, run_tokenizer, _threads("num_threads"),
-              lambda model: Path(model).parent / "hf" / "tokenizer.json", also=("mixture",)),
+              lambda model: location(model).parent / "hf" / "tokenizer.json", also=("mixture",)),
     StageSpec("tokenize", "tokenize", (*CLEAN_DOCUMENT_STAGES, "tokenizer"), plan_tokenize, run_tokenize,
               _threads("num_threads")),
     StageSpec("mixture", "mixture", ("tokenize",), plan_mixture, run_mixture, also=("train",)),

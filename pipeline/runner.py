@@ -7,8 +7,12 @@ Shards run largest first; a progress line with rates and an ETA is logged every 
 
 A shard counts as finished when its manifest row says `done` under the same config hash and
 inputs and its output still exists; anything else is (re)computed. Outputs are renamed into place
-by the stage functions before the task returns, and the driver records the row only after that, so
-a run killed at any moment resumes with only its unfinished shards.
+by the stage functions (and, for a remote run directory, uploaded by pipeline.storage) before the
+task returns, and the driver records the row only after that, so a run killed at any moment
+resumes with only its unfinished shards.
+
+On a cluster of several nodes the run directory and the inputs must be where every node reaches
+them: object storage, or a filesystem all nodes mount (`run.shared_filesystem`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 import traceback
 from contextlib import contextmanager
@@ -30,6 +35,7 @@ import ray
 
 from manifests.schema import DONE, FAILED
 from manifests.store import read_manifest, record_row, write_manifest
+from pipeline import storage
 from pipeline.config import ConfigError, RunConfig
 from pipeline.progress import REFRESH_S, ProgressBoard, StageProgress, shard_reporter
 from pipeline.registry import STAGE_ORDER, STAGES, ShardTask, StageSpec, expand_stages, section_of
@@ -59,33 +65,40 @@ def _row(stage: str, task: ShardTask, config_hash: str, **fields) -> dict:
         "status": DONE,
         "error": None,
         "finished_at": datetime.now(timezone.utc),
+        "node": ray.get_runtime_context().get_node_id() if ray.is_initialized() else None,
         **fields,
     }
 
 
-def execute_shard(stage: str, task: ShardTask, params: dict, config_hash: str, board=None) -> dict:
-    """Run one shard and describe it as a manifest row. Runs inside a Ray worker."""
+def execute_shard(
+    stage: str, task: ShardTask, params: dict, config_hash: str, board, scratch: storage.Scratch
+) -> dict:
+    """Run one shard, its remote files staged in `scratch`, and describe it as a manifest row.
+    Runs inside a Ray worker."""
     start = time.perf_counter()
     spec = STAGES[stage]
     extra = {"progress": shard_reporter(board, task.shard)} if board is not None and spec.reports_progress else {}
     try:
-        stats = spec.run(task, {**params, **task.options}, **extra).check()
+        with scratch.staged(task, str(spec.completion_marker(task.output))) as local:
+            stats = spec.run(local, {**params, **task.options}, **extra).check()
         outcome = {**asdict(stats), "dropped": dict(stats.dropped), "counters": dict(stats.counters)}
     except Exception:
         outcome = {"status": FAILED, "error": traceback.format_exc(limit=-8)}
     return _row(stage, task, config_hash, seconds=time.perf_counter() - start, **outcome)
 
 
-def execute_chain(steps: list[tuple[str, ShardTask, dict, str]], board) -> list[dict]:
+def execute_chain(steps: list[tuple[str, ShardTask, dict, str]], board, storage_settings: dict | None = None) -> list[dict]:
     """Run one shard through stages that follow each other document by document, in one task:
     each stage writes its own output and gets its own row. A failed shard fails the rest."""
+    storage.configure(storage_settings)
     rows: list[dict] = []
-    for stage, task, params, config_hash in steps:
-        if rows and rows[-1]["status"] == FAILED:
-            error = f"not run: its input shard failed in stage {rows[-1]['stage']!r}"
-            rows.append(_row(stage, task, config_hash, status=FAILED, error=error))
-        else:
-            rows.append(execute_shard(stage, task, params, config_hash, board if not rows else None))
+    with storage.Scratch() as scratch:
+        for stage, task, params, config_hash in steps:
+            if rows and rows[-1]["status"] == FAILED:
+                error = f"not run: its input shard failed in stage {rows[-1]['stage']!r}"
+                rows.append(_row(stage, task, config_hash, status=FAILED, error=error))
+            else:
+                rows.append(execute_shard(stage, task, params, config_hash, board if not rows else None, scratch))
     return rows
 
 
@@ -112,7 +125,7 @@ def _is_finished(spec: StageSpec, row: dict | None, task: ShardTask, config_hash
         and row["status"] == DONE
         and row["config_hash"] == config_hash
         and row["inputs"] == task.inputs
-        and spec.completion_marker(task.output).exists()
+        and storage.exists(str(spec.completion_marker(task.output)))
     )
 
 
@@ -182,9 +195,10 @@ def run_step(config: RunConfig, names: list[str], hashes: dict[str, str], board)
     resources = _chain_resources([spec.resources(params[spec.name]) for spec in specs])
     _check_resources(label, resources)
     # Largest first, so that the stage does not end on one big shard running alone.
-    sizes = {steps[0][1].shard: _input_bytes(steps[0][1]) for steps in chains}
+    sizes = _input_bytes([steps[0][1] for steps in chains])
     chains.sort(key=lambda steps: -sizes[steps[0][1].shard])
     remote = ray.remote(execute_chain).options(name=label, max_retries=1, **resources)
+    settings = config.run.storage.settings().as_dict()
     # A bounded window of tasks in flight, topped up as they finish: waiting on them costs the same
     # at shard 10 and at shard 100,000.
     queue, window = iter(chains), _window(resources)
@@ -194,7 +208,7 @@ def run_step(config: RunConfig, names: list[str], hashes: dict[str, str], board)
     last_report = time.monotonic()
     while True:
         for steps in itertools.islice(queue, window - len(pending)):
-            pending[remote.remote(steps, board)] = steps
+            pending[remote.remote(steps, board, settings)] = steps
         if not pending:
             break
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=REFRESH_S)
@@ -232,9 +246,10 @@ def run_step(config: RunConfig, names: list[str], hashes: dict[str, str], board)
     return {name: sorted(rows[name].values(), key=lambda r: r["shard"]) for name in names}
 
 
-def _input_bytes(task: ShardTask) -> int:
-    """The size of a task's input files (directories count as 0): its share of the stage's work."""
-    return sum(os.path.getsize(p) for p in task.inputs if os.path.isfile(p))
+def _input_bytes(tasks: list[ShardTask]) -> dict[str, int]:
+    """The size of each task's input files (directories count as 0): its share of the stage's work."""
+    size = storage.sizes({uri for task in tasks for uri in task.inputs})
+    return {task.shard: sum(size[uri] for uri in task.inputs) for task in tasks}
 
 
 def _window(resources: dict) -> int:
@@ -249,7 +264,10 @@ def _chain_resources(resources: list[dict]) -> dict:
 
 
 def _remove_stale_temporaries(task: ShardTask) -> None:
-    """Temporary files or folders a killed run left behind for this shard, named `.NAME*.tmp*`."""
+    """Temporary files or folders a killed run left behind for this shard, named `.NAME*.tmp*`.
+    (On object storage there are none: a shard's files are uploaded only once complete.)"""
+    if storage.is_remote(task.output):
+        return
     output = Path(task.output)
     for stale in output.parent.glob(f".{output.name}*.tmp*"):
         if stale.is_dir():
@@ -299,6 +317,8 @@ def ray_session(config: RunConfig):
 def run_pipeline(config: RunConfig, stages: list[str] | None = None) -> dict[str, list[dict]]:
     """Run `stages` (all, in order, by default); return each stage's manifest rows."""
     stages = expand_stages(stages) if stages else STAGE_ORDER
+    storage.configure(config.run.storage.settings())
+    config.check_inputs()
     hashes = stage_hashes(config)
     for name in [s for s in stages if hashes[s] == DISABLED]:
         log.info("[%s] not asked for by this config (no inputs, or turned off); skipped", name)
@@ -309,16 +329,40 @@ def run_pipeline(config: RunConfig, stages: list[str] | None = None) -> dict[str
                 _finished_rows(config, need, hashes, name)
     results = {}
     with ray_session(config), _run_log(config):
+        _check_reachable_by_every_node(config)
         board = ProgressBoard.remote()
         for step in fused_steps(stages):
             results.update(run_step(config, step, hashes, board))
     return results
 
 
+def _check_reachable_by_every_node(config: RunConfig) -> None:
+    """On a cluster of several nodes, a local run directory or local inputs would be each node's
+    own disk: the next stage, on another node, would not find the shards. Say so before any work."""
+    nodes = [n for n in ray.nodes() if n["Alive"]]
+    if len(nodes) < 2 or config.run.shared_filesystem:
+        return
+    local = [] if storage.is_remote(config.run.output) else [f"run.output {config.run.output}"]
+    sources = ["common_crawl", "wikipedia", "arxiv", "stackexchange", "github"]
+    local += [f"inputs.{source}" for source in sources
+              if any(not storage.is_remote(path) for path in config.input_files(source, directories=True))]
+    local += [f"inputs.books.{c}" for c in config.inputs.books or {}
+              if any(not storage.is_remote(path) for path in config.input_files(f"books.{c}"))]
+    if local:
+        raise ConfigError(
+            f"the Ray cluster has {len(nodes)} nodes but {', '.join(local)} "
+            f"{'is' if len(local) == 1 else 'are'} on this machine's disk, which the other nodes cannot read: "
+            "put the run directory and inputs on object storage (s3://..., gs://...), or, if they are on a "
+            "filesystem every node mounts at the same path, set run.shared_filesystem: true"
+        )
+
+
 @contextmanager
 def _run_log(config: RunConfig):
-    """The driver's log lines, progress included, also go to RUN_DIR/logs/pipeline.log."""
-    path = config.output_dir / "logs" / "pipeline.log"
+    """The driver's log lines, progress included, also go to RUN_DIR/logs/pipeline.log (for a
+    remote run directory, uploaded when the run ends)."""
+    remote = storage.is_remote(config.output_dir)
+    path = Path(tempfile.mkstemp(suffix=".log")[1]) if remote else config.output_dir / "logs" / "pipeline.log"
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
@@ -328,3 +372,8 @@ def _run_log(config: RunConfig):
     finally:
         log.removeHandler(handler)
         handler.close()
+        if remote:
+            uri = str(config.output_dir / "logs" / "pipeline.log")
+            earlier = storage.read_bytes(uri) if storage.exists(uri) else b""
+            storage.write_bytes(uri, earlier + path.read_bytes())
+            path.unlink()

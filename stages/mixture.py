@@ -11,6 +11,10 @@ Written to the output directory:
     megatron_data_path.txt  `w1 prefix1 w2 prefix2 ...` for Megatron-LM's --data-path, a weight
                             per token shard (the source's share split over its shards by tokens)
     mixture.md              the table, as printed
+
+Token shard prefixes are relative to the run directory (the mixture directory's parent): the run
+directory can be copied or synced from object storage and still be read where it lands (run
+Megatron-LM from inside it).
 """
 
 from __future__ import annotations
@@ -75,11 +79,13 @@ def write_mixture(
     disk = {s: sum(Path(p["prefix"] + ".bin").stat().st_size for p in parts) for s, parts in parts_of.items()}
     table = realise(tokens, sources, token_budget)
 
+    run_dir = Path(output_dir).parent
     blend, megatron = [], []
     for source, row in table.items():
         shards = [p for p in parts_of[source] if p["tokens"]]
-        blend.append({"source": source, "weight": row["share"], "prefixes": [p["prefix"] for p in shards]})
-        megatron += [f"{row['share'] * p['tokens'] / row['tokens']:.10g} {p['prefix']}" for p in shards]
+        prefixes = [_relative(p["prefix"], run_dir) for p in shards]
+        blend.append({"source": source, "weight": row["share"], "prefixes": prefixes})
+        megatron += [f"{row['share'] * p['tokens'] / row['tokens']:.10g} {prefix}" for p, prefix in zip(shards, prefixes)]
     documents = sum(p["documents"] for parts in parts_of.values() for p in parts)
     with atomic_dir(output_dir) as tmp:
         payload = {"token_budget": token_budget, "table": table, "blend": blend}
@@ -91,6 +97,13 @@ def write_mixture(
     return stats
 
 
+def _relative(prefix: str, run_dir: Path) -> str:
+    path = Path(prefix)
+    return str(path.relative_to(run_dir)) if path.is_relative_to(run_dir) else str(path)
+
+
 def read_blend(output_dir: str | Path) -> list[dict]:
-    """[{source, weight, prefixes}] from a mixture directory."""
-    return json.loads((Path(output_dir) / MIXTURE_FILE).read_text())["blend"]
+    """[{source, weight, prefixes}] from a mixture directory, the prefixes as paths to open."""
+    run_dir = Path(output_dir).parent
+    blend = json.loads((Path(output_dir) / MIXTURE_FILE).read_text())["blend"]
+    return [{**source, "prefixes": [str(run_dir / p) for p in source["prefixes"]]} for source in blend]

@@ -15,7 +15,7 @@ def row(shard: str, docs_out: int = 3, **fields) -> dict:
         "stage": "extract", "shard": shard, "inputs": [f"in/{shard}.warc.gz"], "output": f"out/{shard}.parquet",
         "docs_in": docs_out + 2, "docs_out": docs_out, "dropped": {"not_html": 2}, "bytes_out": 10, "tokens": None,
         "counters": {"bytes_skipped": 0}, "seconds": 0.5, "config_hash": "abc", "status": "done", "error": None,
-        "finished_at": datetime(2026, 12, 3, 12, 0, 1, 234000, tzinfo=timezone.utc), **fields,
+        "finished_at": datetime(2026, 12, 3, 12, 0, 1, 234000, tzinfo=timezone.utc), "node": "0a1b", **fields,
     }
 
 

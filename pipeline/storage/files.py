@@ -1,0 +1,148 @@
+"""What the driver and the manifests do with files at any location.
+
+Writes are whole: a local file is written beside its destination and renamed; an object is
+uploaded in one request (or one multipart upload), and an object store shows it only once the
+upload completes. So a reader sees the old file or the new one, never half of either.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import pyarrow.fs as pafs
+
+from pipeline.storage.locations import Location, is_remote, resolve, scheme_of
+
+GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+def exists(uri: str | Path) -> bool:
+    fs, path = resolve(uri)
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def read_bytes(uri: str | Path) -> bytes:
+    fs, path = resolve(uri)
+    with fs.open_input_stream(path) as stream:
+        return stream.read()
+
+
+def open_input_file(uri: str | Path):
+    """A seekable file for random reads (a parquet footer)."""
+    fs, path = resolve(uri)
+    return fs.open_input_file(path)
+
+
+def read_text(uri: str | Path) -> str:
+    return read_bytes(uri).decode("utf-8")
+
+
+def write_bytes(uri: str | Path, data: bytes) -> None:
+    """Write `uri` whole (see the module docstring)."""
+    if not is_remote(uri):
+        from stages.documents import atomic_path
+
+        with atomic_path(uri) as tmp:
+            tmp.write_bytes(data)
+        return
+    fs, path = resolve(uri)
+    with fs.open_output_stream(path) as stream:
+        stream.write(data)
+
+
+def write_text(uri: str | Path, text: str) -> None:
+    write_bytes(uri, text.encode("utf-8"))
+
+
+def remove(uri: str | Path) -> None:
+    """Delete a file, if it is there."""
+    fs, path = resolve(uri)
+    try:
+        fs.delete_file(path)
+    except FileNotFoundError:
+        pass
+
+
+def list_files(directory: str | Path, *, recursive: bool = False) -> list[str]:
+    """The files under `directory` (none if it is not there), as locations of the same kind."""
+    fs, path = resolve(directory)
+    infos = fs.get_file_info(pafs.FileSelector(path, recursive=recursive, allow_not_found=True))
+    base = str(directory).rstrip("/")
+    return sorted(f"{base}/{info.path[len(path):].lstrip('/')}" for info in infos if info.type == pafs.FileType.File)
+
+
+def glob(pattern: str, *, directories: bool = False) -> list[str]:
+    """Files (and directories) matching `pattern` on a remote store, `**` matching any depth as in
+    glob.glob(recursive=True). One listing of the pattern's fixed prefix."""
+    if scheme_of(pattern) in ("http", "https"):
+        if GLOB_CHARS.search(pattern.split("://", 1)[1]):
+            raise ValueError(f"{pattern}: an HTTP server cannot be listed; name each file (or give a paths file)")
+        return [pattern] if exists(pattern) else []
+    if not GLOB_CHARS.search(pattern):
+        fs, path = resolve(pattern)
+        kind = fs.get_file_info(path).type
+        return [str(Location(pattern))] if kind == pafs.FileType.File or (directories and kind == pafs.FileType.Directory) else []
+    fixed = GLOB_CHARS.split(pattern, 1)[0].rsplit("/", 1)[0]
+    fs, base = resolve(fixed)
+    regex = _glob_regex(pattern[len(fixed) + 1 :])
+    recursive = "/" in pattern[len(fixed) + 1 :] or "**" in pattern
+    wanted = {pafs.FileType.File, pafs.FileType.Directory} if directories else {pafs.FileType.File}
+    infos = fs.get_file_info(pafs.FileSelector(base, recursive=recursive, allow_not_found=True))
+    matches = []
+    for info in infos:
+        relative = info.path[len(base) :].lstrip("/")
+        if info.type in wanted and regex.fullmatch(relative):
+            matches.append(f"{fixed}/{relative}")
+    return sorted(matches)
+
+
+def _glob_regex(pattern: str) -> re.Pattern:
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif pattern[i] == "[" and "]" in pattern[i + 1 :]:
+            end = pattern.index("]", i + 1)
+            body = pattern[i + 1 : end]
+            out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
+            i = end + 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out))
+
+
+def sizes(uris: Iterable[str]) -> dict[str, int]:
+    """The size of each file (0 for directories, HTTP URLs and files not found): local files are
+    stat'ed; remote ones come from one listing per folder rather than a request per file."""
+    uris = list(uris)
+    found: dict[str, int] = {}
+    folders: dict[str, list[str]] = {}
+    for uri in uris:
+        if not is_remote(uri):
+            found[uri] = os.path.getsize(uri) if os.path.isfile(uri) else 0
+        elif scheme_of(uri) not in ("http", "https"):
+            folders.setdefault(uri.rsplit("/", 1)[0], []).append(uri)
+    for folder, members in folders.items():
+        fs, path = resolve(folder)
+        listed = {
+            info.path.rsplit("/", 1)[-1]: info.size
+            for info in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+            if info.type == pafs.FileType.File
+        }
+        for uri in members:
+            found[uri] = listed.get(uri.rsplit("/", 1)[1], 0)
+    return {uri: found.get(uri, 0) for uri in uris}
