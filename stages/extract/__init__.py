@@ -14,7 +14,10 @@
 
 from stages.extract.charset import decode_html
 from stages.extract.extractors import EXTRACTORS, make_extractor
-from stages.extract.records import HtmlPage, read_html_pages
-from stages.extract.shard import extract_warc
+from stages.extract.records import Dropped, HtmlPage, read_html_pages, read_record_bytes
+from stages.extract.shard import extract_warc, page_text
 
-__all__ = ["EXTRACTORS", "HtmlPage", "decode_html", "extract_warc", "make_extractor", "read_html_pages"]
+__all__ = [
+    "EXTRACTORS", "Dropped", "HtmlPage", "decode_html", "extract_warc", "make_extractor", "page_text", "read_html_pages",
+    "read_record_bytes",
+]

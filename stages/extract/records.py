@@ -48,6 +48,7 @@ the start of each damaged region to the record reading goes on with:
 
 from __future__ import annotations
 
+import io
 import os
 import zlib
 from collections.abc import Iterator
@@ -60,7 +61,7 @@ from stages.extract.fastwarc_reader import read_healthy
 from stages.extract.resync import next_record_start
 from stages.extract.warcio_reader import read_one
 
-__all__ = ["Dropped", "HtmlPage", "read_html_pages"]
+__all__ = ["Dropped", "HtmlPage", "read_html_pages", "read_record_bytes"]
 
 
 @dataclass(frozen=True)
@@ -79,27 +80,36 @@ def read_html_pages(
 
     `fast=False` reads every record with warcio: the reference the FastWARC reader is held to.
     """
-    counted = 0
     with open(warc_path, "rb") as stream:
-        for outcome in _outcomes(stream, max_html_bytes, fast):
-            stats.docs_in += 1
-            if isinstance(outcome, HtmlPage):
-                yield outcome
-            elif isinstance(outcome, Damage):
-                whole_file = not counted and outcome.to_end and outcome.reason == "corrupt_record"
-                stats.drop("corrupt_not_warc" if whole_file else outcome.reason)
-                stats.counters["bytes_skipped"] += outcome.skipped
-            else:
-                stats.drop(outcome)
-            counted += 1
+        yield from _counted(_outcomes(stream, os.fstat(stream.fileno()).st_size, max_html_bytes, fast), stats)
+
+
+def read_record_bytes(data: bytes, stats: ShardStats, max_html_bytes: int) -> Iterator[HtmlPage]:
+    """The pages of WARC bytes held in memory (a record fetched by an HTTP range request), counted
+    as `read_html_pages(fast=False)` counts the same bytes in a file: FastWARC reads only files."""
+    yield from _counted(_outcomes(io.BytesIO(data), len(data), max_html_bytes, False), stats)
+
+
+def _counted(outcomes: Iterator[HtmlPage | str | Damage], stats: ShardStats) -> Iterator[HtmlPage]:
+    counted = 0
+    for outcome in outcomes:
+        stats.docs_in += 1
+        if isinstance(outcome, HtmlPage):
+            yield outcome
+        elif isinstance(outcome, Damage):
+            whole_file = not counted and outcome.to_end and outcome.reason == "corrupt_record"
+            stats.drop("corrupt_not_warc" if whole_file else outcome.reason)
+            stats.counters["bytes_skipped"] += outcome.skipped
+        else:
+            stats.drop(outcome)
+        counted += 1
     if not counted:
         stats.docs_in += 1
         stats.drop("corrupt_empty")
 
 
-def _outcomes(stream: BinaryIO, max_html_bytes: int, fast: bool) -> Iterator[HtmlPage | str | Damage]:
+def _outcomes(stream: BinaryIO, size: int, max_html_bytes: int, fast: bool) -> Iterator[HtmlPage | str | Damage]:
     """Every record's page or drop reason, and every damaged region, in file order."""
-    size = os.fstat(stream.fileno()).st_size
     arc = _is_arc(stream)
     offset = 0
     while offset < size:

@@ -101,7 +101,7 @@ def _page_texts(
 ) -> Iterator[tuple[HtmlPage, str]]:
     for page in pages:
         try:
-            text = _extract_text(page, to_text, timeout_s)
+            text = page_text(page, to_text, timeout_s)
             if len(text) < min_text_chars:
                 raise Dropped("text_too_short")
         except Dropped as dropped:
@@ -111,7 +111,9 @@ def _page_texts(
         yield page, text
 
 
-def _extract_text(page: HtmlPage, to_text: Extractor, timeout_s: float) -> str:
+def page_text(page: HtmlPage, to_text: Extractor, timeout_s: float) -> str:
+    """The page's main text, decoded and extracted within `timeout_s` of CPU time, or Dropped with
+    the reason (`undecodable`, `extraction_timeout`, `extraction_error`, `no_text_extracted`)."""
     try:
         with cpu_time_limit(timeout_s):
             html = decode_html(page.body, page.http_charset)
