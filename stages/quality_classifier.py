@@ -1,12 +1,12 @@
 """Quality classification of Common Crawl pages, as LLaMA/RedPajama did it.
 
 Training data: pages Wikipedia cites as references (positives) against random CC pages
-(negatives), both at least 1,000 characters. The reference pages are crawl pages whose normalised
-URL (`stages.wikipedia.normalize_url`, the same function that wrote the references'
-`normalized_url`) is in the references shards. Few cited pages turn up in an ordinary crawl
-sample; to fetch them, write the URL list with `write_reference_url_list` and look them up in the
-Common Crawl URL index. With too few cited pages, `build_training_set` falls back to Wikipedia
-article text as positives (as GPT-3 did) and says so, loudly and in the model card.
+(negatives), both at least 1,000 characters. The reference pages are the pages the
+`reference_pages` stage fetched from a crawl's index (`stages.references`), and crawl pages whose
+normalised URL (`stages.wikipedia.normalize_url`, the same function that wrote the references'
+`normalized_url`) is in the references shards: few cited pages turn up in an ordinary crawl
+sample. With too few cited pages, `build_training_set` falls back to Wikipedia article text as
+positives (as GPT-3 did) and says so, loudly and in the model card.
 
 Scoring adds `quality_score` (float32 p(reference)) to every document and drops those under the
 threshold (RedPajama: 0.25) with reason `quality_below_threshold`.
@@ -59,11 +59,10 @@ def write_reference_url_list(references_paths: list[str], out_path: str, *, kind
     return how many.
 
     This is the list to take to the Common Crawl URL index (CDX server, index.commoncrawl.org, or
-    the columnar index on S3) to find the WARC records of the cited pages: look each URL up in a
-    crawl's index, fetch the records by (filename, offset, length), extract them with
-    `stages.extract.extract_warc`, and pass those shards as `crawl_paths` to `build_training_set`
-    (RedPajama used ~300K such pages of at least 1,000 characters). `kinds` restricts to some
-    reference kinds (`ref`, `template`, `external_link`); all by default.
+    the columnar index on S3) to find the WARC records of the cited pages; the `reference_pages`
+    stage does that for a sample of them (RedPajama used ~300K such pages of at least 1,000
+    characters). `kinds` restricts to some reference kinds (`ref`, `template`, `external_link`);
+    all by default.
     """
     urls = _reference_urls(references_paths, set(kinds) if kinds else None)
     lines = sorted(original_url(url).replace("\n", " ") for url in urls.values())
@@ -92,17 +91,20 @@ def build_training_set(
     max_examples: int = 300_000,
     seed: int = 0,
     min_positives: int = MIN_CITED_POSITIVES,
+    reference_pages_paths: list[str] = (),
 ) -> TrainingSet:
     """The positives and negatives for `classifiers.quality.train_quality_model`.
 
-    Positives: crawl pages whose normalised URL is cited in the references shards, of at least
-    `min_chars` characters, deduplicated by text. Negatives: other crawl pages of at least
-    `min_chars` (the same length floor, so length alone does not give the class away), not cited,
-    deduplicated, chosen by sha1(seed, id) order; as many as there are positives, at most
-    `max_examples` each. With fewer than `min_positives` cited pages, Wikipedia articles (in
-    `languages`, all by default) join them as positives (`positive_source: "wikipedia_articles"`,
-    with a warning), which teaches "looks like Wikipedia" rather than "looks like a cited page".
-    Wikipedia is read only in that case.
+    Positives: crawl pages whose normalised URL is cited in the references shards, and the cited
+    pages fetched from a crawl's index (`reference_pages_paths`, the reference_pages stage's
+    output), of at least `min_chars` characters, deduplicated by text. Negatives: other crawl pages
+    of at least `min_chars` (the same length floor, so length alone does not give the class away),
+    not cited, deduplicated, chosen by sha1(seed, id) order; as many as there are positives, at
+    most `max_examples` each. `positive_source` names the kinds of cited page used
+    (`fetched_reference_pages`, `cited_crawl_pages`, joined by `+`). With fewer than
+    `min_positives` cited pages, Wikipedia articles (in `languages`, all by default) join them as
+    positives (`positive_source: "wikipedia_articles"`, with a warning), which teaches "looks like
+    Wikipedia" rather than "looks like a cited page". Wikipedia is read only in that case.
     """
     cited = set(_reference_urls(references_paths))
     stats = ShardStats()
@@ -129,6 +131,14 @@ def build_training_set(
                 is_cited = bool(doc["url"]) and normalize_url(doc["url"]) in cited
                 (positive_pool if is_cited else negative_pool).append((_sample_key(seed, doc["id"]), text))
     crawl_cited = len(positive_pool)
+    fetched = 0
+    for path in reference_pages_paths:
+        for doc in read_documents(path, columns=["id", "text"]):
+            stats.docs_in += 1
+            fetched += 1
+            if admit(doc["text"] or ""):
+                positive_pool.append((_sample_key(seed, doc["id"]), doc["text"]))
+    fetched_cited = len(positive_pool) - crawl_cited
     info: dict = {
         "min_chars": min_chars,
         "max_examples": max_examples,
@@ -137,17 +147,22 @@ def build_training_set(
         "crawl_paths": list(crawl_paths),
         "references_paths": list(references_paths),
         "reference_urls": len(cited),
-        "crawl_documents": stats.docs_in,
+        "crawl_documents": stats.docs_in - fetched,
         "crawl_cited": crawl_cited,
+        "reference_pages_paths": list(reference_pages_paths),
+        "fetched_reference_pages": fetched,
+        "fetched_cited": fetched_cited,
     }
-    if crawl_cited >= min_positives:
-        info["positive_source"] = "cited_crawl_pages"
+    if crawl_cited + fetched_cited >= min_positives:
+        kinds = (("fetched_reference_pages", fetched_cited), ("cited_crawl_pages", crawl_cited))
+        info["positive_source"] = "+".join(kind for kind, n in kinds if n)
     else:
         message = (
-            f"only {crawl_cited} crawl pages of >= {min_chars} chars are cited by Wikipedia "
-            f"(minimum {min_positives}): FALLING BACK to Wikipedia article text as positives; the "
-            "classifier will learn 'looks like Wikipedia', not 'looks like a cited reference page'. "
-            "Fetch the cited pages via the reference URL list + the Common Crawl index to avoid this."
+            f"only {crawl_cited + fetched_cited} cited pages of >= {min_chars} chars ({crawl_cited} in the crawl, "
+            f"{fetched_cited} of {fetched} fetched from a crawl index; minimum {min_positives}): FALLING BACK to "
+            "Wikipedia article text as positives; the classifier will learn 'looks like Wikipedia', not 'looks "
+            "like a cited reference page'. Set stages.reference_pages.index to a crawl's CDX index (or raise its "
+            "max_urls) to fetch more cited pages."
         )
         warnings.warn(message, RuntimeWarning, stacklevel=2)
         log.warning(message)
@@ -191,18 +206,21 @@ def train_quality_classifier(
     max_examples: int = 300_000,
     min_positives: int = MIN_CITED_POSITIVES,
     seed: int = 0,
+    reference_pages_paths: list[str] = (),
     **hyperparameters,
 ) -> ShardStats:
     """The `quality_model` stage: write `output_dir/` with the reference URL list, the model
     (`quality.ftz`) and its card (`quality.ftz.json`), all or nothing. The stats account for every
     crawl (and, in the fallback, Wikipedia) document read; counters hold the data sizes and the
     held-out confusion counts at the default threshold (the card has them at every tenth, to choose
-    the `quality_classifier` stage's threshold by)."""
+    the `quality_classifier` stage's threshold by). `reference_pages_paths`: the cited pages
+    fetched by the reference_pages stage, positives."""
     with atomic_dir(output_dir) as tmp:
         urls = write_reference_url_list(references_paths, str(tmp / REFERENCE_URLS_FILE))
         data = build_training_set(
             crawl_paths, references_paths, wikipedia_paths, languages=languages, min_chars=min_chars,
             max_examples=max_examples, seed=seed, min_positives=min_positives,
+            reference_pages_paths=reference_pages_paths,
         )
         card = train_quality_model(
             data.positives, data.negatives, tmp / MODEL_FILE, seed=seed, sources=data.info, **hyperparameters,
@@ -213,6 +231,8 @@ def train_quality_classifier(
     stats.counters.update(
         reference_urls=urls,
         crawl_cited=data.info["crawl_cited"],
+        fetched_reference_pages=data.info["fetched_reference_pages"],
+        fetched_cited=data.info["fetched_cited"],
         wikipedia_fallback=int(data.info["positive_source"] == "wikipedia_articles"),
         **{f"heldout_{k}": metrics[k] for k in ("true_positives", "false_positives", "false_negatives", "true_negatives")},
     )
