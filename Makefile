@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 CONFIG ?= configs/demo.yaml
 RUN    ?= runs/demo
-STAGES := extract wikipedia langid line_dedup quality near_dedup quality_model quality_classifier \
+STAGES := extract wikipedia reference_pages langid line_dedup quality near_dedup quality_model quality_classifier \
           arxiv stackexchange github books tokenizer tokenize mixture train
 
 .PHONY: setup demo test inspect export bench bench-big-warc bench-train bench-sources clean $(STAGES)
