@@ -134,10 +134,55 @@ class QualityParams(Section):
             if not Path(path).is_file():
                 raise ValueError(f"file {path!r} not found")
         if isinstance(value, str):
-            return str(Path(value).resolve())
+            return asset_path(value)
         if isinstance(value, dict):
-            return {k: str(Path(v).resolve()) for k, v in value.items()}
-        return [str(Path(p).resolve()) for p in value] if value else value
+            return {k: asset_path(v) for k, v in value.items()}
+        return [asset_path(p) for p in value] if value else value
+
+
+class ReferencePagesParams(Section):
+    """The pages Wikipedia cites, fetched from a crawl's CDX index (stages/references): the quality
+    classifier's positives. Off unless `index` is set."""
+
+    index: str | None = Field(
+        default=None,
+        description="CDX index endpoint, e.g. https://index.commoncrawl.org/CC-MAIN-2024-10-index (or a pywb "
+        "collection's http://HOST/COLLECTION/cdx); null: off, quality_model uses cited crawl pages or Wikipedia",
+    )
+    warc_prefix: str = Field(
+        default="https://data.commoncrawl.org/", description="joined to a capture's filename to fetch its record"
+    )
+    max_urls: PositiveInt = Field(default=10_000, description="cited URLs looked up: a seeded sample of them all")
+    seed: int = 0
+    concurrency: PositiveInt = Field(default=4, description="requests in flight")
+    retries: Annotated[int, Field(ge=0)] = Field(default=3, description="on connection errors, timeouts, 5xx, 429")
+    backoff_s: Annotated[float, Field(ge=0)] = Field(default=1.0, description="first retry's wait, doubling")
+    per_host_interval_s: Annotated[float, Field(ge=0)] = Field(
+        default=0.5, description="at most one request per this many seconds to any one host"
+    )
+    timeout_s: Annotated[float, Field(gt=0)] = Field(default=30.0, description="per request (socket operation)")
+    min_text_chars: PositiveInt = 200
+    extractor: Literal["trafilatura", "resiliparse"] = "trafilatura"
+    clean: bool = True
+    max_html_bytes: PositiveInt = 5_000_000
+    cpu_timeout_s: Annotated[float, Field(gt=0)] = Field(default=5.0, description="CPU seconds per page's extraction")
+
+    @field_validator("index", "warc_prefix")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return url
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.fragment:
+            raise ValueError(f"{url!r} is not an http(s) URL")
+        return url
+
+    @field_validator("warc_prefix")
+    @classmethod
+    def _ends_with_slash(cls, url: str) -> str:
+        if not url.endswith("/"):
+            raise ValueError(f"{url!r} must end with / (capture filenames are joined to it)")
+        return url
 
 
 class QualityClassifierParams(Section):
@@ -344,6 +389,7 @@ class StagesSection(Section):
     line_dedup: LineDedupParams = LineDedupParams()
     quality: QualityParams = QualityParams()
     near_dedup: NearDedupParams = NearDedupParams()
+    reference_pages: ReferencePagesParams = ReferencePagesParams()
     quality_classifier: QualityClassifierParams = QualityClassifierParams()
     arxiv: ArxivParams = ArxivParams()
     stackexchange: StackExchangeParams = StackExchangeParams()

@@ -43,6 +43,8 @@ class StageSpec:
     section: str  # the config section under `stages:` that holds its parameters
     needs: tuple[str, ...]
     plan: Callable[[RunConfig, Upstream], list[ShardTask]]
+    # Reads only `task.inputs` (files or folders) and writes only in the run directory (its output,
+    # files beside it, `task.dropped`): what pipeline.storage stages and publishes for a remote one.
     run: Callable[[ShardTask, dict], ShardStats]
     resources: Callable[[dict], dict] = field(default=lambda params: {"num_cpus": 1})
     # The file whose presence means a shard's output is complete (the .idx of a .bin/.idx pair).
@@ -169,15 +171,36 @@ def _partitions(config: RunConfig, section: str) -> list[str]:
 
 def _references_of(articles: str) -> str:
     """Where the wikipedia stage writes the reference URLs of an articles shard."""
-    return str(Path(articles).parent / "references" / Path(articles).name)
+    articles = location(articles)
+    return str(articles.parent / "references" / articles.name)
+
+
+def plan_reference_pages(config: RunConfig, rows: Upstream) -> list[ShardTask]:
+    """One task over every references shard: it paces its requests to the index as a whole."""
+    references = [_references_of(r["output"]) for r in rows["wikipedia"]]
+    return [ShardTask("pages", references, str(config.output_dir / "reference_pages"),
+                      dropped=_dropped_path(config, "reference_pages", "pages"))]
+
+
+def _reference_pages_file(output: str) -> Path | storage.Location:
+    from stages.references import PAGES_FILE
+
+    return location(output) / PAGES_FILE
 
 
 def plan_quality_model(config: RunConfig, rows: Upstream) -> list[ShardTask]:
     # Trained on line-deduplicated pages: cleaned as the pages it will score are, but not yet
-    # filtered, so the negatives are random crawl pages as in LLaMA.
-    crawl = [r["output"] for r in rows["line_dedup"]]
-    articles = [r["output"] for r in rows["wikipedia"]]
-    return [ShardTask("model", [*crawl, *articles], str(config.output_dir / "quality_model"))]
+    # filtered, so the negatives are random crawl pages as in LLaMA. Every file it reads is an
+    # input, each with its role (options["input_roles"]).
+    inputs = {
+        "crawl": [r["output"] for r in rows["line_dedup"]],
+        "articles": [r["output"] for r in rows["wikipedia"]],
+        "references": [_references_of(r["output"]) for r in rows["wikipedia"]],
+        "reference_pages": [str(_reference_pages_file(r["output"])) for r in rows["reference_pages"]],
+    }
+    return [ShardTask("model", [path for paths in inputs.values() for path in paths],
+                      str(config.output_dir / "quality_model"),
+                      options={"input_roles": [role for role, paths in inputs.items() for _ in paths]})]
 
 
 def plan_quality_classifier(config: RunConfig, rows: Upstream) -> list[ShardTask]:
@@ -240,17 +263,21 @@ def plan_tokenize(config: RunConfig, rows: Upstream) -> list[ShardTask]:
 
 
 def plan_mixture(config: RunConfig, rows: Upstream) -> list[ShardTask]:
+    from stages.tokenize import PARTS_FILE
+
     train = config.stages.train
     budget = config.stages.mixture.token_budget or train.steps * train.batch_size * train.seq_len
-    return [ShardTask("mixture", [r["output"] for r in rows["tokenize"]], str(config.output_dir / "mixture"),
-                      options={"token_budget": budget})]
+    # Each shard's parts.json: all the mixture reads, without the token data itself.
+    parts = [str(location(r["output"]) / PARTS_FILE) for r in rows["tokenize"]]
+    return [ShardTask("mixture", parts, str(config.output_dir / "mixture"), options={"token_budget": budget})]
 
 
 def plan_train(config: RunConfig, rows: Upstream) -> list[ShardTask]:
     [mixture], tokenizer = rows["mixture"], rows["tokenizer"][0]["output"]
-    # The token shards the blend names, after the two files the run function opens.
-    return [ShardTask("train", [mixture["output"], tokenizer, *mixture["inputs"]],
-                      str(config.output_dir / "train" / "checkpoint.pt"))]
+    # The token shards the blend names (the folders of the mixture's parts.json files), after the
+    # two files the run function opens.
+    shards = [str(location(parts).parent) for parts in mixture["inputs"]]
+    return [ShardTask("train", [mixture["output"], tokenizer, *shards], str(config.output_dir / "train" / "checkpoint.pt"))]
 
 
 def run_extract(task: ShardTask, params: dict, progress=None) -> ShardStats:
@@ -304,13 +331,13 @@ def run_github_hash(task: ShardTask, params: dict) -> ShardStats:
 def run_github_find(task: ShardTask, params: dict) -> ShardStats:
     from stages.github import find_duplicate_files
 
-    return find_duplicate_files(task.inputs, task.output, partition=task.index)
+    return find_duplicate_files(_without_metas(task.inputs), task.output, partition=task.index)
 
 
 def run_github_dedup(task: ShardTask, params: dict) -> ShardStats:
     from stages.github import remove_duplicate_files
 
-    documents, *duplicates = task.inputs
+    documents, *duplicates = _without_metas(task.inputs)
     return remove_duplicate_files(documents, duplicates, task.output, dropped_path=task.dropped)
 
 
@@ -343,13 +370,13 @@ def run_line_hash(task: ShardTask, params: dict) -> ShardStats:
 def run_line_find(task: ShardTask, params: dict) -> ShardStats:
     from stages.line_dedup import find_duplicate_lines
 
-    return find_duplicate_lines(task.inputs, task.output, partition=task.index)
+    return find_duplicate_lines(_without_metas(task.inputs), task.output, partition=task.index)
 
 
 def run_line_dedup(task: ShardTask, params: dict) -> ShardStats:
     from stages.line_dedup import remove_duplicate_lines
 
-    documents, *duplicates = task.inputs
+    documents, *duplicates = _without_metas(task.inputs)
     return remove_duplicate_lines(
         documents, duplicates, task.output, min_text_chars=params["min_text_chars"], dropped_path=task.dropped
     )
@@ -409,14 +436,14 @@ def hash_dedup(
     def plan_find(config: RunConfig, rows: Upstream) -> list[ShardTask]:
         out = config.output_dir / name / "duplicates"
         hashes = [r["output"] for r in rows[f"{name}_hash"]]
-        return [ShardTask(part, [f"{h}/{part}.npy" for h in hashes], str(out / part), p)
+        return [ShardTask(part, [*(f"{h}/{part}.npy" for h in hashes), *_metas(hashes)], str(out / part), p)
                 for p, part in enumerate(_partitions(config, section))]
 
     def plan_removal(config: RunConfig, rows: Upstream) -> list[ShardTask]:
         out = config.output_dir / name
         duplicates = [r["output"] for r in rows[f"{name}_find"]]
         return [
-            ShardTask(r["shard"], [r["output"], *(f"{d}/shard-{i:05d}.npy" for d in duplicates)],
+            ShardTask(r["shard"], [r["output"], *(f"{d}/shard-{i:05d}.npy" for d in duplicates), *_metas(duplicates)],
                       str(out / f"{r['shard']}.parquet"), i, _dropped_path(config, name, r["shard"]))
             for i, r in enumerate(rows[documents])
         ]
@@ -428,6 +455,20 @@ def hash_dedup(
         StageSpec(name, section, (documents, f"{name}_find"), plan_removal, run_remove, enabled=enabled,
                   settings=settings),
     ]
+
+
+def _metas(directories: list[str]) -> list[str]:
+    """The meta.json each hash or duplicates file is checked against, read from beside it: listed
+    as inputs, as everything a run function reads must be, so a remote shard is staged whole."""
+    from stages.line_dedup import META
+
+    return [f"{d}/{META}" for d in directories]
+
+
+def _without_metas(paths: list[str]) -> list[str]:
+    from stages.line_dedup import META
+
+    return [p for p in paths if not p.endswith(f"/{META}")]
 
 
 def minhash_dedup(name: str, documents: str, section: str, enabled: Callable[[RunConfig], bool]) -> list[StageSpec]:
@@ -468,12 +509,21 @@ def minhash_dedup(name: str, documents: str, section: str, enabled: Callable[[Ru
     ]
 
 
+def run_reference_pages(task: ShardTask, params: dict, progress=None) -> ShardStats:
+    from stages.references import fetch_reference_pages
+
+    return fetch_reference_pages(task.inputs, task.output, dropped_path=task.dropped, progress=progress, **params)
+
+
 def run_quality_model(task: ShardTask, params: dict) -> ShardStats:
     from stages.quality_classifier import train_quality_classifier
 
-    articles = [p for p in task.inputs if Path(p).parent.name == "wikipedia"]
-    crawl = [p for p in task.inputs if p not in articles]
-    return train_quality_classifier(crawl, [_references_of(a) for a in articles], articles, task.output, **params)
+    settings = {k: v for k, v in params.items() if k != "input_roles"}
+    paths: dict[str, list[str]] = {"crawl": [], "articles": [], "references": [], "reference_pages": []}
+    for path, role in zip(task.inputs, params["input_roles"], strict=True):
+        paths[role].append(path)
+    return train_quality_classifier(paths["crawl"], paths["references"], paths["articles"], task.output,
+                                    reference_pages_paths=paths["reference_pages"], **settings)
 
 
 def run_quality_classifier(task: ShardTask, params: dict) -> ShardStats:
@@ -501,7 +551,8 @@ def run_tokenize(task: ShardTask, params: dict) -> ShardStats:
 def run_mixture(task: ShardTask, params: dict) -> ShardStats:
     from stages.mixture import write_mixture
 
-    return write_mixture(task.inputs, task.output, sources=params["sources"], token_budget=params["token_budget"])
+    token_dirs = [str(Path(parts).parent) for parts in task.inputs]
+    return write_mixture(token_dirs, task.output, sources=params["sources"], token_budget=params["token_budget"])
 
 
 def run_train(task: ShardTask, params: dict) -> ShardStats:
@@ -557,8 +608,11 @@ SPECS = [
     # Wikipedia, and the quality classifier it trains
     StageSpec("wikipedia", "wikipedia", (), _one_shard_per_input("wikipedia", "wikipedia", (".bz2", ".xml")),
               run_wikipedia, enabled=_has_inputs("wikipedia")),
-    StageSpec("quality_model", "quality_classifier", ("line_dedup", "wikipedia"), plan_quality_model,
-              run_quality_model, enabled=lambda config: config.stages.quality_classifier.trains,
+    StageSpec("reference_pages", "reference_pages", ("wikipedia",), plan_reference_pages, run_reference_pages,
+              completion_marker=_reference_pages_file, reports_progress=True,
+              enabled=lambda config: bool(config.stages.reference_pages.index and config.inputs.wikipedia)),
+    StageSpec("quality_model", "quality_classifier", ("line_dedup", "wikipedia", "reference_pages"),
+              plan_quality_model, run_quality_model, enabled=lambda config: config.stages.quality_classifier.trains,
               settings=QUALITY_MODEL_SETTINGS),
     StageSpec("quality_classifier", "quality_classifier", ("near_dedup", "quality_model"),
               plan_quality_classifier, run_quality_classifier,

@@ -76,7 +76,9 @@ def write_mixture(
     for directory in token_dirs:
         parts_of.setdefault(Path(directory).parent.name, []).extend(read_parts(directory))
     tokens = {s: sum(p["tokens"] for p in parts) for s, parts in parts_of.items()}
-    disk = {s: sum(Path(p["prefix"] + ".bin").stat().st_size for p in parts) for s, parts in parts_of.items()}
+    # From parts.json alone, so that the mixture reads no token data.
+    disk = {s: sum(p.get("bin_bytes") or Path(p["prefix"] + ".bin").stat().st_size for p in parts)
+            for s, parts in parts_of.items()}
     table = realise(tokens, sources, token_budget)
 
     run_dir = Path(output_dir).parent

@@ -60,7 +60,8 @@ def encode_documents(tokenizer, texts: list[str], num_threads: int) -> Iterator[
 
 
 def read_parts(output_dir: str | Path) -> list[dict]:
-    """The parts of a tokenized shard: [{"prefix": absolute prefix, "documents": n, "tokens": n}]."""
+    """The parts of a tokenized shard: [{"prefix": absolute prefix, "documents": n, "tokens": n,
+    "bin_bytes": n}] (`bin_bytes` is absent from shards tokenized before it was recorded)."""
     output_dir = Path(output_dir)
     parts = json.loads((output_dir / PARTS_FILE).read_text())["parts"]
     return [{**part, "prefix": str(output_dir / part["prefix"])} for part in parts]
@@ -88,7 +89,8 @@ class PartWriter:
         writer, self._writer = self._writer, None
         writer.finalize()
         self.bytes_written += writer.bytes_written
-        self.parts.append({"prefix": writer.bin_path.stem, "documents": writer.num_documents, "tokens": writer.num_tokens})
+        self.parts.append({"prefix": writer.bin_path.stem, "documents": writer.num_documents, "tokens": writer.num_tokens,
+                           "bin_bytes": writer.bin_path.stat().st_size})
 
     def close(self) -> None:
         if self._writer is not None:

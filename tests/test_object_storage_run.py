@@ -16,6 +16,8 @@ from tests.servers.s3 import s3_server
 from tests.support import ROOT, WARCS, write_config
 
 STAGES = "extract,langid"
+# The samples but the largest (18 s of extraction alone): enough shards for a kill to land mid-stage.
+SAMPLE = [w.name.removesuffix(".warc.gz") for w in WARCS if not w.name.startswith("ia-2008")]
 
 
 def _objects(run: str) -> dict[str, bytes]:
@@ -35,7 +37,7 @@ def _files(run_dir: Path) -> dict[str, bytes]:
 
 
 def test_a_run_on_object_storage_resumes_and_matches_a_local_run(tmp_path, monkeypatch):
-    config_path = write_config(tmp_path, warcs=None)  # copies the sample WARCs to tmp_path/inputs
+    config_path = write_config(tmp_path, warcs=SAMPLE)  # copies the sample WARCs to tmp_path/inputs
     local_inputs = tmp_path / "inputs"
     with s3_server() as s3:
         warcs, runs = s3.create_bucket("warcs"), s3.create_bucket("runs")
@@ -62,13 +64,13 @@ def test_a_run_on_object_storage_resumes_and_matches_a_local_run(tmp_path, monke
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
             finished_before_kill = read_manifest(run, "extract")
-            assert 2 <= len(finished_before_kill) < len(WARCS), "the kill should land mid-stage"
+            assert 2 <= len(finished_before_kill) < len(SAMPLE), "the kill should land mid-stage"
 
             resumed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
             assert resumed.returncode == 0, resumed.stderr
             assert f"{len(finished_before_kill)} already done" in resumed.stderr
             after = {r["shard"]: r for r in read_manifest(run, "extract")}
-            assert len(after) == len(WARCS) and all(r["status"] == "done" for r in after.values())
+            assert len(after) == len(SAMPLE) and all(r["status"] == "done" for r in after.values())
             for row in finished_before_kill:
                 assert after[row["shard"]]["finished_at"] == row["finished_at"], "finished shards are not recomputed"
             assert all(r["output"].startswith(f"{run}/extract/") for r in after.values())
@@ -77,7 +79,8 @@ def test_a_run_on_object_storage_resumes_and_matches_a_local_run(tmp_path, monke
             inspect = subprocess.run([sys.executable, "-m", "pipeline", "inspect", run, "--shards"], cwd=ROOT,
                                      env=env, capture_output=True, text=True, timeout=120)
             assert inspect.returncode == 0, inspect.stderr
-            assert "extract: 7 shards done" in inspect.stdout and "langid: 7 shards done" in inspect.stdout
+            assert f"extract: {len(SAMPLE)} shards done" in inspect.stdout
+            assert f"langid: {len(SAMPLE)} shards done" in inspect.stdout
 
             local = tmp_path / "local"
             subprocess.run([*command, "--output", str(local), "--input", f"common_crawl={local_inputs}/*.warc.gz"],

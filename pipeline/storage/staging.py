@@ -20,6 +20,7 @@ import dataclasses
 import shutil
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -28,6 +29,14 @@ import pyarrow.fs as pafs
 
 from pipeline.storage.files import list_files, remove
 from pipeline.storage.locations import is_remote, resolve, scheme_of, settings
+
+
+DOWNLOAD_THREADS = 8  # a folder's files (token parts, a repository) come down several at a time
+
+
+def _download(fs: pafs.FileSystem, path: str, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    pafs.copy_files(path, str(target), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
 
 
 class Scratch:
@@ -63,8 +72,15 @@ class Scratch:
         kind = fs.get_file_info(path).type
         if kind == pafs.FileType.NotFound:
             raise FileNotFoundError(f"input {uri} not found")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        pafs.copy_files(path, str(target), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+        if kind == pafs.FileType.File:
+            _download(fs, path, target)
+            return
+        # A folder: its files one by one (pyarrow's folder copy does not make the subfolders).
+        files = [info.path for info in fs.get_file_info(pafs.FileSelector(path, recursive=True))
+                 if info.type == pafs.FileType.File]
+        with ThreadPoolExecutor(DOWNLOAD_THREADS) as pool:
+            list(pool.map(lambda file: _download(fs, file, target / file[len(path):].lstrip("/")), files))
+        target.mkdir(parents=True, exist_ok=True)  # an empty folder is still an input that exists
 
     @contextmanager
     def staged(self, task, marker: str) -> Iterator:
