@@ -328,11 +328,12 @@ def run_pipeline(config: RunConfig, stages: list[str] | None = None) -> dict[str
             if need not in stages:
                 _finished_rows(config, need, hashes, name)
     results = {}
-    with ray_session(config), _run_log(config):
+    with ray_session(config):
         _check_reachable_by_every_node(config)
-        board = ProgressBoard.remote()
-        for step in fused_steps(stages):
-            results.update(run_step(config, step, hashes, board))
+        with _run_log(config):
+            board = ProgressBoard.remote()
+            for step in fused_steps(stages):
+                results.update(run_step(config, step, hashes, board))
     return results
 
 
