@@ -10,10 +10,13 @@ import pytest
 
 from manifests.store import read_manifest, record_row, stages_recorded, write_manifest
 from pipeline import storage
-from pipeline.config import ConfigError, WarcPathsFile
+from pipeline.config import ConfigError, WarcPathsFile, load_config
 from pipeline.registry import ShardTask
+from pipeline.runner import run_pipeline
 from pipeline.storage import Location, Scratch, StorageSettings, location
+from tests.servers.http_range import http_range_server
 from tests.servers.s3 import s3_server
+from tests.support import SAMPLES, write_config
 
 
 @pytest.fixture(scope="module")
@@ -152,3 +155,26 @@ def test_the_s3_client_is_real(s3):
     with pytest.raises(OSError, match="(?i)bucket"):
         storage.write_bytes("s3://no-such-bucket/x", b"x")
     assert isinstance(storage.resolve("s3://b/k")[0], pafs.S3FileSystem)
+
+
+def test_warcs_over_http_from_a_paths_file(tmp_path, ray_cluster):
+    """WARCs named by a Common Crawl paths file under an HTTP prefix, as data.commoncrawl.org serves
+    them: staged by the worker, and extracted as the same files on the local disk are."""
+    names = ["wget-2024-academic-1", "cc-main-2024-22-whirlwind"]
+    config_path = write_config(tmp_path, warcs=names)
+    local = load_config(config_path)
+    with http_range_server(SAMPLES / "warc", tmp_path / "requests.jsonl") as server:
+        (tmp_path / "warc.paths").write_text("".join(f"{name}.warc.gz\n" for name in names))
+        remote = load_config(config_path, output=str(tmp_path / "over-http"))
+        remote = remote.model_copy(update={"inputs": remote.inputs.model_copy(update={
+            "common_crawl": [WarcPathsFile(paths=str(tmp_path / "warc.paths"), prefix=server.url)]})})
+        assert remote.input_files("common_crawl") == [f"{server.url}{name}.warc.gz" for name in sorted(names)]
+        over_http = run_pipeline(remote, ["extract"])["extract"]
+        fetched = {r["path"] for r in server.requests()}
+    assert fetched == {f"/{name}.warc.gz" for name in names}
+    on_disk = run_pipeline(local, ["extract"])["extract"]
+    assert [r["inputs"][0].startswith(server.url) for r in over_http] == [True, True]
+    for http_row, disk_row in zip(over_http, on_disk):
+        assert (http_row["docs_in"], http_row["docs_out"], http_row["dropped"]) == (
+            disk_row["docs_in"], disk_row["docs_out"], disk_row["dropped"])
+        assert open(http_row["output"], "rb").read() == open(disk_row["output"], "rb").read()
