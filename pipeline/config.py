@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from pipeline.storage import Location, StorageSettings, glob as storage_glob, is_remote, location, read_bytes
 from stages import books, github
@@ -492,10 +492,16 @@ class InputsSection(Section):
         return collections
 
 
+# Sources whose inputs may be folders (a paper's sources, a site's dump, a repository).
+FOLDER_SOURCES = ("arxiv", "stackexchange", "github")
+
+
 class RunConfig(Section):
     run: RunSection
     inputs: InputsSection
     stages: StagesSection = StagesSection()
+    # Listing a bucket of 90,000 WARCs, or reading a paths file, once a run rather than per use.
+    _listed: dict = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _classifier_has_training_data(self) -> "RunConfig":
@@ -506,9 +512,14 @@ class RunConfig(Section):
             )
         return self
 
-    def input_files(self, source: str, *, directories: bool = False) -> list[str]:
-        """The source's files (and directories, for sources that take them), absolute, sorted and
-        de-duplicated so shard numbering is stable. `source` may be `books.<collection>`."""
+    def input_files(self, source: str) -> list[str]:
+        """The source's files (and folders, for FOLDER_SOURCES), absolute, sorted and de-duplicated
+        so shard numbering is stable. `source` may be `books.<collection>`."""
+        if source not in self._listed:
+            self._listed[source] = self._list_inputs(source, directories=source in FOLDER_SOURCES)
+        return self._listed[source]
+
+    def _list_inputs(self, source: str, *, directories: bool) -> list[str]:
         if source.startswith("books."):
             patterns = (self.inputs.books or {}).get(source.removeprefix("books."), [])
         else:
@@ -525,10 +536,13 @@ class RunConfig(Section):
     def check_inputs(self) -> None:
         """List every source's inputs now, so that a remote pattern matching nothing is an error
         before any work starts rather than when its stage is reached."""
-        for source in ("common_crawl", "wikipedia", "arxiv", "stackexchange", "github"):
-            self.input_files(source, directories=source in ("arxiv", "stackexchange", "github"))
-        for collection in self.inputs.books or {}:
-            self.input_files(f"books.{collection}")
+        self.input_sources()
+
+    def input_sources(self) -> dict[str, list[str]]:
+        """{source (or books.<collection>): its inputs} for every source the config gives."""
+        sources = [s for s in ("common_crawl", "wikipedia", "arxiv", "stackexchange", "github") if getattr(self.inputs, s)]
+        sources += [f"books.{collection}" for collection in self.inputs.books or {}]
+        return {source: self.input_files(source) for source in sources}
 
     @property
     def output_dir(self) -> Path | Location:

@@ -77,11 +77,9 @@ def section_of(config: RunConfig, section: str):
     return node
 
 
-def _named_inputs(
-    config: RunConfig, source: str, suffixes: tuple[str, ...], *, directories: bool = False
-) -> list[tuple[str, str]]:
+def _named_inputs(config: RunConfig, source: str, suffixes: tuple[str, ...]) -> list[tuple[str, str]]:
     """(shard name, path) of a source's inputs; names are file names without `suffixes`."""
-    files = config.input_files(source, directories=directories)
+    files = config.input_files(source)
     names = []
     for path in files:
         name = Path(path).name
@@ -112,14 +110,14 @@ def per_document_shard(stage: str, upstream: str) -> Callable[[RunConfig, Upstre
     return plan
 
 
-def _one_shard_per_input(stage: str, source: str, suffixes: tuple[str, ...], *, directories: bool = False):
+def _one_shard_per_input(stage: str, source: str, suffixes: tuple[str, ...]):
     """A source stage with one task per input file (or directory): `RUN_DIR/<stage>/<name>.parquet`."""
 
     def plan(config: RunConfig, _: Upstream) -> list[ShardTask]:
         out = config.output_dir / stage
         return [
             ShardTask(name, [path], str(out / f"{name}.parquet"), i, _dropped_path(config, stage, name))
-            for i, (name, path) in enumerate(_named_inputs(config, source, suffixes, directories=directories))
+            for i, (name, path) in enumerate(_named_inputs(config, source, suffixes))
         ]
 
     return plan
@@ -129,7 +127,7 @@ def plan_stackexchange_sites(config: RunConfig, _: Upstream) -> list[ShardTask]:
     from stages.stackexchange import site_name
 
     out = config.output_dir / "stackexchange" / "sites"
-    paths = config.input_files("stackexchange", directories=True)
+    paths = config.input_files("stackexchange")
     sites = [site_name(path) for path in paths]
     clashes = sorted({s for s in sites if sites.count(s) > 1})
     if clashes:
@@ -618,13 +616,13 @@ SPECS = [
               plan_quality_classifier, run_quality_classifier,
               enabled=lambda config: config.stages.quality_classifier.enabled, settings=("threshold",)),
     # The other sources
-    StageSpec("arxiv", "arxiv", (), _one_shard_per_input("arxiv", "arxiv", (".gz", ".tgz", ".tar", ".tex"), directories=True),
+    StageSpec("arxiv", "arxiv", (), _one_shard_per_input("arxiv", "arxiv", (".gz", ".tgz", ".tar", ".tex")),
               run_arxiv, enabled=_has_inputs("arxiv")),
     StageSpec("stackexchange_sites", "stackexchange", (), plan_stackexchange_sites, run_stackexchange_sites,
               enabled=_has_inputs("stackexchange"), settings=()),
     StageSpec("stackexchange", "stackexchange", ("stackexchange_sites",), plan_stackexchange, run_stackexchange,
               enabled=_has_inputs("stackexchange")),
-    StageSpec("github", "github", (), _one_shard_per_input("github", "github", GITHUB_SUFFIXES, directories=True),
+    StageSpec("github", "github", (), _one_shard_per_input("github", "github", GITHUB_SUFFIXES),
               run_github, enabled=_has_inputs("github")),
     *GITHUB_DEDUP,
     StageSpec("books", "books", (), plan_books, run_books, enabled=_has_inputs("books")),

@@ -119,14 +119,17 @@ def stage_hashes(config: RunConfig) -> dict[str, str]:
     return hashes
 
 
-def _is_finished(spec: StageSpec, row: dict | None, task: ShardTask, config_hash: str) -> bool:
-    return (
-        row is not None
-        and row["status"] == DONE
-        and row["config_hash"] == config_hash
+def _finished_shards(spec: StageSpec, rows: dict[str, dict], tasks: dict[str, ShardTask], config_hash: str) -> set[str]:
+    """The shards whose row says done under this config hash and these inputs, and whose output is
+    still there (checked for all shards at once: one listing per folder on object storage)."""
+    recorded = {
+        shard: str(spec.completion_marker(task.output))
+        for shard, task in tasks.items()
+        if (row := rows.get(shard)) and row["status"] == DONE and row["config_hash"] == config_hash
         and row["inputs"] == task.inputs
-        and storage.exists(str(spec.completion_marker(task.output)))
-    )
+    }
+    present = storage.existing(recorded.values())
+    return {shard for shard, marker in recorded.items() if marker in present}
 
 
 def _finished_rows(config: RunConfig, need: str, hashes: dict[str, str], wanted_by: str) -> list[dict]:
@@ -170,15 +173,16 @@ def run_step(config: RunConfig, names: list[str], hashes: dict[str, str], board)
     tasks = {name: {t.shard: t for t in plans[name]} for name in names}
     previous = {name: {r["shard"]: r for r in read_manifest(config.output_dir, name)} for name in names}
 
+    done_before = {spec.name: _finished_shards(spec, previous[spec.name], tasks[spec.name], hashes[spec.name])
+                   for spec in specs}
     rows: dict[str, dict[str, dict]] = {name: {} for name in names}
     chains = []
     for shard in tasks[names[0]]:
         steps = []
         for spec in specs:
             task = tasks[spec.name][shard]
-            row = previous[spec.name].get(shard)
-            if not steps and _is_finished(spec, row, task, hashes[spec.name]):
-                rows[spec.name][shard] = row
+            if not steps and shard in done_before[spec.name]:
+                rows[spec.name][shard] = previous[spec.name][shard]
             else:  # and every stage after it, which reads what it writes
                 steps.append((spec.name, task, params[spec.name], hashes[spec.name]))
         if steps:
@@ -344,11 +348,8 @@ def _check_reachable_by_every_node(config: RunConfig) -> None:
     if len(nodes) < 2 or config.run.shared_filesystem:
         return
     local = [] if storage.is_remote(config.run.output) else [f"run.output {config.run.output}"]
-    sources = ["common_crawl", "wikipedia", "arxiv", "stackexchange", "github"]
-    local += [f"inputs.{source}" for source in sources
-              if any(not storage.is_remote(path) for path in config.input_files(source, directories=True))]
-    local += [f"inputs.books.{c}" for c in config.inputs.books or {}
-              if any(not storage.is_remote(path) for path in config.input_files(f"books.{c}"))]
+    local += [f"inputs.{source}" for source, paths in config.input_sources().items()
+              if any(not storage.is_remote(path) for path in paths)]
     if local:
         raise ConfigError(
             f"the Ray cluster has {len(nodes)} nodes but {', '.join(local)} "

@@ -178,3 +178,12 @@ def test_warcs_over_http_from_a_paths_file(tmp_path, ray_cluster):
         assert (http_row["docs_in"], http_row["docs_out"], http_row["dropped"]) == (
             disk_row["docs_in"], disk_row["docs_out"], disk_row["dropped"])
         assert open(http_row["output"], "rb").read() == open(disk_row["output"], "rb").read()
+
+
+def test_existing_lists_each_folder_once(bucket, tmp_path):
+    storage.write_bytes(f"{bucket}/run/extract/a.parquet", b"a")
+    storage.write_bytes(f"{bucket}/run/tokens/web/s1/part-0.bin", b"b")
+    (tmp_path / "here.txt").write_text("x")
+    asked = [f"{bucket}/run/extract/a.parquet", f"{bucket}/run/extract/b.parquet", f"{bucket}/run/tokens/web/s1",
+             f"{bucket}/run/tokens/web/s2", str(tmp_path / "here.txt"), str(tmp_path / "gone.txt")]
+    assert storage.existing(asked) == {asked[0], asked[2], asked[4]}

@@ -11,6 +11,7 @@ Local paths take none of these detours: a run on one machine reads and writes it
 """
 
 from pipeline.storage.files import (
+    existing,
     exists,
     glob,
     list_files,
@@ -30,6 +31,7 @@ __all__ = [
     "Scratch",
     "StorageSettings",
     "configure",
+    "existing",
     "exists",
     "glob",
     "is_remote",

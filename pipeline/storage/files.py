@@ -125,6 +125,22 @@ def _glob_regex(pattern: str) -> re.Pattern:
     return re.compile("".join(out))
 
 
+def existing(uris: Iterable[str]) -> set[str]:
+    """Those of `uris` (files or folders) that exist: on a store, one listing per folder rather
+    than a request per file, so checking 90,000 shards at the start of a run takes seconds."""
+    found, folders = set(), {}
+    for uri in uris:
+        if is_remote(uri) and scheme_of(uri) not in ("http", "https"):
+            folders.setdefault(uri.rsplit("/", 1)[0], []).append(uri)
+        elif exists(uri):
+            found.add(uri)
+    for folder, members in folders.items():
+        fs, path = resolve(folder)
+        names = {info.path.rsplit("/", 1)[-1] for info in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))}
+        found.update(uri for uri in members if uri.rsplit("/", 1)[1] in names)
+    return found
+
+
 def sizes(uris: Iterable[str]) -> dict[str, int]:
     """The size of each file (0 for directories, HTTP URLs and files not found): local files are
     stat'ed; remote ones come from one listing per folder rather than a request per file."""
