@@ -55,6 +55,9 @@ class StageSpec:
     # The settings of its section that determine its output (all when None): the others may change
     # without recomputing it (the quality threshold does not retrain the quality model).
     settings: tuple[str, ...] | None = None
+    # Settings it is given that change how fast it works, never what it writes (concurrency,
+    # retries, timeouts): left out of its config hash, so changing them recomputes nothing.
+    unhashed: tuple[str, ...] = ()
     # Other config sections its output depends on (through its planner), hashed with its own.
     also: tuple[str, ...] = ()
     # One output shard per shard of its only upstream stage, which it reads document by document:
@@ -608,6 +611,7 @@ SPECS = [
               run_wikipedia, enabled=_has_inputs("wikipedia")),
     StageSpec("reference_pages", "reference_pages", ("wikipedia",), plan_reference_pages, run_reference_pages,
               completion_marker=_reference_pages_file, reports_progress=True,
+              unhashed=("concurrency", "retries", "backoff_s", "per_host_interval_s", "timeout_s"),
               enabled=lambda config: bool(config.stages.reference_pages.index and config.inputs.wikipedia)),
     StageSpec("quality_model", "quality_classifier", ("line_dedup", "wikipedia", "reference_pages"),
               plan_quality_model, run_quality_model, enabled=lambda config: config.stages.quality_classifier.trains,
@@ -637,6 +641,9 @@ SPECS = [
               lambda p: {"num_cpus": p["threads"], "num_gpus": 1 if p["device"] == "cuda" else 0}),
 ]
 STAGES: dict[str, StageSpec] = {spec.name: spec for spec in SPECS}
+# The stages that read a source's inputs (`books` covers every `books.<collection>`).
+INPUT_STAGES = {"extract": "common_crawl", "wikipedia": "wikipedia", "arxiv": "arxiv",
+                "stackexchange_sites": "stackexchange", "github": "github", "books": "books"}
 STAGE_ORDER = list(STAGES)
 # `--stages line_dedup` (and `make line_dedup`) runs every phase of a multi-phase step; a source's
 # name runs all of that source's stages.

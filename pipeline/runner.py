@@ -38,7 +38,7 @@ from manifests.store import read_manifest, record_row, write_manifest
 from pipeline import storage
 from pipeline.config import ConfigError, RunConfig
 from pipeline.progress import REFRESH_S, ProgressBoard, StageProgress, shard_reporter
-from pipeline.registry import STAGE_ORDER, STAGES, ShardTask, StageSpec, expand_stages, section_of
+from pipeline.registry import INPUT_STAGES, STAGE_ORDER, STAGES, ShardTask, StageSpec, expand_stages, section_of
 
 log = logging.getLogger("pipeline")
 DISABLED = "disabled"
@@ -111,7 +111,7 @@ def stage_hashes(config: RunConfig) -> dict[str, str]:
             hashes[name] = DISABLED
             continue
         upstream = ",".join(hashes[n] for n in spec.needs)
-        params = spec.params(config)
+        params = {k: v for k, v in spec.params(config).items() if k not in spec.unhashed}
         if spec.also:
             params = {**params, "also": {s: section_of(config, s).model_dump() for s in spec.also}}
         payload = json.dumps({"stage": name, "params": params, "upstream": upstream}, sort_keys=True)
@@ -333,7 +333,7 @@ def run_pipeline(config: RunConfig, stages: list[str] | None = None) -> dict[str
                 _finished_rows(config, need, hashes, name)
     results = {}
     with ray_session(config):
-        _check_reachable_by_every_node(config)
+        _check_reachable_by_every_node(config, stages)
         with _run_log(config):
             board = ProgressBoard.remote()
             for step in fused_steps(stages):
@@ -341,15 +341,16 @@ def run_pipeline(config: RunConfig, stages: list[str] | None = None) -> dict[str
     return results
 
 
-def _check_reachable_by_every_node(config: RunConfig) -> None:
+def _check_reachable_by_every_node(config: RunConfig, stages: list[str]) -> None:
     """On a cluster of several nodes, a local run directory or local inputs would be each node's
     own disk: the next stage, on another node, would not find the shards. Say so before any work."""
     nodes = [n for n in ray.nodes() if n["Alive"]]
     if len(nodes) < 2 or config.run.shared_filesystem:
         return
     local = [] if storage.is_remote(config.run.output) else [f"run.output {config.run.output}"]
+    read = {INPUT_STAGES[stage] for stage in stages if stage in INPUT_STAGES}
     local += [f"inputs.{source}" for source, paths in config.input_sources().items()
-              if any(not storage.is_remote(path) for path in paths)]
+              if source.split(".")[0] in read and any(not storage.is_remote(path) for path in paths)]
     if local:
         raise ConfigError(
             f"the Ray cluster has {len(nodes)} nodes but {', '.join(local)} "

@@ -12,7 +12,7 @@ import yaml
 
 from manifests.store import read_manifest
 from pipeline.config import ConfigError, load_config
-from pipeline.runner import run_pipeline
+from pipeline.runner import run_pipeline, stage_hashes
 from stages.documents import read_documents, write_documents
 from stages.extract import extract_warc
 from stages.references import IndexUnreachable, fetch_reference_pages
@@ -190,6 +190,20 @@ def test_malformed_settings_are_config_errors(tmp_path):
         path.write_text(yaml.safe_dump(raw))
         with pytest.raises(ConfigError, match=f"stages.reference_pages.{setting}"):
             load_config(path)
+
+
+def test_pacing_settings_do_not_change_what_is_fetched(tmp_path):
+    """Concurrency, retries and timeouts change how fast the stage runs, not its config hash."""
+    path = write_config(tmp_path, warcs=["wget-2024-academic-0"])
+    raw = yaml.safe_load(path.read_text())
+    raw["inputs"]["wikipedia"] = [str(SAMPLES / "wikipedia" / "enwiki-table-markup.xml.bz2")]
+    hashes = []
+    for settings in ({"concurrency": 4, "retries": 3}, {"concurrency": 16, "retries": 0, "timeout_s": 5.0},
+                     {"max_urls": 10}):
+        raw["stages"]["reference_pages"] = {"index": "http://127.0.0.1:9/refs/cdx", **settings}
+        path.write_text(yaml.safe_dump(raw))
+        hashes.append(stage_hashes(load_config(path))["reference_pages"])
+    assert hashes[0] == hashes[1] != hashes[2]
 
 
 def _dump_citing(path: Path, urls: list[str]) -> Path:
