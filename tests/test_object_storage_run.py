@@ -126,3 +126,11 @@ def test_a_two_node_cluster_runs_the_first_stages_on_object_storage(crawl, tmp_p
     assert {r["node"] for r in rows} == set(cluster.node_ids.values()), "shards ran on both nodes"
     assert _objects(run) == crawl.local_outputs, "the cluster's shards are the embedded run's, byte for byte"
     assert not (tmp_path / "local-run").exists()
+
+
+def test_one_node_takes_local_paths(ray_cluster, tmp_path):
+    """The refusal is for clusters of several nodes: on one, local paths are the node's own."""
+    from pipeline.config import load_config
+    from pipeline.runner import _check_reachable_by_every_node
+
+    _check_reachable_by_every_node(load_config(write_config(tmp_path, warcs=SAMPLE[:1])), ["extract"])

@@ -139,7 +139,7 @@ def test_manifests_open_without_this_project(finished_run):
 
 def test_inspect_prints_the_funnel(finished_run):
     text = format_run(finished_run.output_dir, shards=True)
-    for stage in STAGE_ORDER:
+    for stage in [s for s in STAGE_ORDER if s != "reference_pages"]:  # off without a crawl index
         assert f"{stage}: " in text
     assert "dropped" in text and "shard wget-2024-academic-0" in text
 

@@ -7,8 +7,7 @@ the tests' embedded one in tests/conftest.py: `ray stop` is never used), each wi
 waits until the GCS reports all N+1 nodes ALIVE and a trivial job succeeds, then yields a `RayCluster`
 with the dashboard address (for `ray job submit --address`), the GCS address, the environment for
 `ray` commands and the node ids; on exit it sends SIGTERM to every group, then SIGKILL.
-`cluster_fixture(workers=N)` wraps it as a pytest fixture; `submit_job(cluster, [...])` runs `ray job
-submit` against it.
+`submit_job(cluster, [...])` runs `ray job submit` against it.
 
 What Ray 2.60's `ray start` does here, found in `ray start --help` and ray/scripts/scripts.py:
 
@@ -343,21 +342,6 @@ def start_cluster(root: Path, workers: int = 1, *, num_cpus: int = 1, head_num_c
             with contextlib.suppress(OSError, shutil.Error):
                 _keep_logs(temp_dirs, root)
         shutil.rmtree(temp_root, ignore_errors=True)
-
-
-def cluster_fixture(workers: int = 1, *, scope: str = "function", **kwargs):
-    """A pytest fixture yielding a `RayCluster` from `start_cluster(workers=workers, **kwargs)`.
-
-    In a test module: `cluster = cluster_fixture(workers=1)`.
-    """
-    import pytest
-
-    @pytest.fixture(scope=scope)
-    def _cluster(tmp_path_factory) -> Iterator[RayCluster]:
-        with start_cluster(tmp_path_factory.mktemp("ray-cluster"), workers, **kwargs) as cluster:
-            yield cluster
-
-    return _cluster
 
 
 def submit_job(cluster: RayCluster, entrypoint: list[str], *, working_dir: str | os.PathLike | None = None,
