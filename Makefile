@@ -45,6 +45,7 @@ bench: setup
 	$(PY) bench/extract_pipeline.py one-core
 	$(PY) bench/extract_pipeline.py scaling
 	$(PY) bench/manifest_commit.py
+	$(PY) bench/object_storage.py
 	$(PY) bench/quality_filter.py
 	$(PY) bench/tokenize_throughput.py
 
