@@ -30,13 +30,17 @@ import pyarrow.fs as pafs
 from pipeline.storage.files import list_files, remove
 from pipeline.storage.locations import is_remote, resolve, scheme_of, settings
 
-
-DOWNLOAD_THREADS = 8  # a folder's files (token parts, a repository) come down several at a time
+TRANSFER_THREADS = 8  # a folder's files (token parts, a repository) move several at a time
 
 
 def _download(fs: pafs.FileSystem, path: str, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     pafs.copy_files(path, str(target), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+
+
+def _upload(local: Path, uri: str) -> None:
+    fs, target = resolve(uri)
+    pafs.copy_files(str(local), target, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
 
 
 class Scratch:
@@ -78,7 +82,7 @@ class Scratch:
         # A folder: its files one by one (pyarrow's folder copy does not make the subfolders).
         files = [info.path for info in fs.get_file_info(pafs.FileSelector(path, recursive=True))
                  if info.type == pafs.FileType.File]
-        with ThreadPoolExecutor(DOWNLOAD_THREADS) as pool:
+        with ThreadPoolExecutor(TRANSFER_THREADS) as pool:
             list(pool.map(lambda file: _download(fs, file, target / file[len(path):].lstrip("/")), files))
         target.mkdir(parents=True, exist_ok=True)  # an empty folder is still an input that exists
 
@@ -110,18 +114,17 @@ class Scratch:
 
     def _publish(self, written: list[Path], output: str, marker: str) -> None:
         marker_path = Path(self.local(marker)) if is_remote(marker) else None
-        uploads = sorted(written, key=lambda p: (p == marker_path, str(p)))
         output_dir = Path(self.local(output))
         if is_remote(output) and output_dir.is_dir():
             # A previous attempt's files that this one did not write would sit beside the new ones.
-            fresh = {self.remote(p) for p in uploads}
+            fresh = {self.remote(p) for p in written}
             for stale in list_files(output, recursive=True):
                 if stale not in fresh:
                     remove(stale)
-        for path in uploads:
-            uri = self.remote(path)
-            fs, target = resolve(uri)
-            pafs.copy_files(str(path), target, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+        with ThreadPoolExecutor(TRANSFER_THREADS) as pool:
+            list(pool.map(lambda p: _upload(p, self.remote(p)), [p for p in written if p != marker_path]))
+        if marker_path in written:
+            _upload(marker_path, self.remote(marker_path))
 
     def close(self) -> None:
         if self._root is not None:
