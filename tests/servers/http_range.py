@@ -36,8 +36,7 @@ class RangeHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        status = self._answer()
-        self.server.log(self.path, self.headers.get("Range"), status)
+        self._answer()
 
     def _answer(self) -> int:
         if self.server.take_failure():
@@ -61,6 +60,8 @@ class RangeHandler(BaseHTTPRequestHandler):
         return self._send(206, body, {"Content-Range": f"bytes {start}-{end}/{size}"})
 
     def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> int:
+        # Logged before the answer goes out: a client that has its answer finds the request logged.
+        self.server.log(self.path, self.headers.get("Range"), status)
         self.send_response(status)
         for name, value in {"Content-Length": str(len(body)), "Accept-Ranges": "bytes", **(headers or {})}.items():
             self.send_header(name, value)
