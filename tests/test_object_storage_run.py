@@ -72,10 +72,7 @@ def crawl(tmp_path_factory):
         local = root / "local"
         subprocess.run(crawl.run(str(local), "--input", f"common_crawl={local_inputs}/*.warc.gz"), cwd=ROOT,
                        env=run_env, check=True, capture_output=True, timeout=300)
-        try:
-            yield Crawl(s3, config_path, _files(local), run_env)
-        finally:
-            storage.configure(None)  # the filesystem cached for this server's endpoint
+        yield Crawl(s3, config_path, _files(local), run_env)
 
 
 def test_a_run_on_object_storage_resumes_and_matches_a_local_run(crawl):

@@ -20,8 +20,9 @@ from stages.references.cdx import Capture, CdxIndex, best_capture
 from stages.references.fetch import FetchFailed, HttpClient, fetch_range
 from stages.references.shard import sample_reference_urls
 from stages.wikipedia import REFERENCE_SCHEMA, normalize_url
-from tests.servers.cdx import cdx_server, free_port, make_collection
+from tests.servers.cdx import cdx_server, make_collection
 from tests.servers.http_range import http_range_server
+from tests.servers.process import free_port
 from tests.support import SAMPLES, write_config
 
 WARCS = SAMPLES / "warc"

@@ -187,3 +187,14 @@ def test_existing_lists_each_folder_once(bucket, tmp_path):
     asked = [f"{bucket}/run/extract/a.parquet", f"{bucket}/run/extract/b.parquet", f"{bucket}/run/tokens/web/s1",
              f"{bucket}/run/tokens/web/s2", str(tmp_path / "here.txt"), str(tmp_path / "gone.txt")]
     assert storage.existing(asked) == {asked[0], asked[2], asked[4]}
+
+
+def test_the_client_follows_the_endpoint_as_it_is_now(s3, monkeypatch):
+    """A client made for one endpoint is not reused for another (settings or AWS_ENDPOINT_URL)."""
+    storage.configure(None)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    with pytest.raises(OSError, match="127.0.0.1:9"):
+        storage.exists("s3://any-bucket/x")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3.endpoint)
+    assert not storage.exists(f"{s3.create_bucket('follows')}/x")
+    storage.configure(StorageSettings(s3_endpoint_url=s3.endpoint))

@@ -44,10 +44,7 @@ def configure(settings: StorageSettings | dict | None) -> None:
     global _settings
     if isinstance(settings, dict):
         settings = StorageSettings(**settings)
-    settings = settings or StorageSettings()
-    if settings != _settings:
-        _settings = settings
-        _filesystem.cache_clear()
+    _settings = settings or StorageSettings()
 
 
 def settings() -> StorageSettings:
@@ -106,21 +103,25 @@ def resolve(uri: str | Path) -> tuple[pafs.FileSystem, str]:
     return _filesystem(scheme), f"{parts.netloc}{parts.path}".rstrip("/")
 
 
-@functools.lru_cache(maxsize=None)
 def _filesystem(scheme: str) -> pafs.FileSystem:
+    if scheme != "s3":
+        return _client(scheme, _settings.anonymous)
+    # Read each time, so that the client follows the settings and the environment as they are now.
+    endpoint = _settings.s3_endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    region = _settings.s3_region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    return _client(scheme, _settings.anonymous, endpoint, region)
+
+
+@functools.lru_cache(maxsize=None)
+def _client(scheme: str, anonymous: bool, endpoint: str | None = None, region: str | None = None) -> pafs.FileSystem:
+    """One client per store and settings, for the life of the process."""
     if not scheme:
         return pafs.LocalFileSystem()
     if scheme == "s3":
-        options = {"anonymous": _settings.anonymous}
-        endpoint = _settings.s3_endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        region = _settings.s3_region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        if endpoint:
-            options["endpoint_override"] = endpoint
-        if region:
-            options["region"] = region
-        return pafs.S3FileSystem(**options)
+        options = {"anonymous": anonymous, "endpoint_override": endpoint, "region": region}
+        return pafs.S3FileSystem(**{k: v for k, v in options.items() if v is not None})
     if scheme in ("gs", "gcs"):
-        return pafs.GcsFileSystem(anonymous=_settings.anonymous)
+        return pafs.GcsFileSystem(anonymous=anonymous)
     from fsspec.implementations.http import HTTPFileSystem  # aiohttp: installed with ray[default]
 
     return pafs.PyFileSystem(pafs.FSSpecHandler(HTTPFileSystem()))

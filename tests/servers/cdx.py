@@ -12,26 +12,17 @@ the WARC files' names.
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+from tests.servers.process import free_port, serving
 
 BIN = Path(sys.executable).parent
 COLLECTION = "refs"
 # `wb-manager init refs` then `wb-manager add refs WARC...`, in one interpreter (pywb takes a second to import).
 MANAGE = "import sys; from pywb.manager.manager import main; main(['init', sys.argv[1]]); main(['add', *sys.argv[1:]])"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_collection(root: Path, warcs: list[Path]) -> Path:
@@ -42,34 +33,12 @@ def make_collection(root: Path, warcs: list[Path]) -> Path:
     return root / "collections" / COLLECTION / "archive"
 
 
-def stop(process: subprocess.Popen) -> None:
-    """End the server's process group: politely, then for sure."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
 @contextlib.contextmanager
 def cdx_server(root: Path) -> Iterator[str]:
     """pywb serving the collections under `root`, in its own process group, until the block ends;
     yields the collection's CDX endpoint (a `stages.reference_pages.index`)."""
     port = free_port()
-    process = subprocess.Popen([str(BIN / "wayback"), "-b", "127.0.0.1", "-p", str(port), "-d", str(root)], cwd=root,
-                               start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}/{COLLECTION}/cdx"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{endpoint}?url=example.com&output=json", timeout=1).close()
-                break
-            except OSError:
-                assert process.poll() is None and time.monotonic() < deadline, "pywb's server did not start"
-                time.sleep(0.1)
+    command = [str(BIN / "wayback"), "-b", "127.0.0.1", "-p", str(port), "-d", str(root)]
+    with serving(command, f"{endpoint}?url=example.com&output=json", name="pywb's server", cwd=root):
         yield endpoint
-    finally:
-        stop(process)

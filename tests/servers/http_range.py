@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote
 
-from tests.servers.cdx import stop
+from tests.servers.process import stop
 from tests.support import ROOT
 
 RANGE = re.compile(r"bytes=(\d*)-(\d*)")

@@ -7,26 +7,16 @@ tests exercise the real client, its requests and its errors; only the server is 
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.fs as pafs
 
+from tests.servers.process import free_port, serving
+
 MOTO = str(Path(sys.executable).with_name("moto_server"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass(frozen=True)
@@ -61,22 +51,6 @@ class S3Server:
 def s3_server() -> Iterator[S3Server]:
     """moto's server in its own process group, until the block ends."""
     port = free_port()
-    process = subprocess.Popen([MOTO, "-H", "127.0.0.1", "-p", str(port)], start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
-                break
-            except OSError:
-                assert process.poll() is None and time.monotonic() < deadline, "moto's server did not start"
-                time.sleep(0.2)
+    with serving([MOTO, "-H", "127.0.0.1", "-p", str(port)], f"{endpoint}/moto-api/", name="moto's server"):
         yield S3Server(endpoint)
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=5)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
