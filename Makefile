@@ -4,12 +4,15 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 CONFIG ?= configs/demo.yaml
 RUN    ?= runs/demo
-STAGES := extract wikipedia reference_pages langid line_dedup quality near_dedup quality_model quality_classifier \
+STAGES := extract wikipedia reference_pages langid line_dedup perplexity_model perplexity perplexity_cutoffs perplexity_bucket quality near_dedup quality_model quality_classifier \
           arxiv stackexchange github books tokenizer tokenize mixture train
 
 .PHONY: setup demo test inspect export bench bench-big-warc bench-train bench-sources clean $(STAGES)
 
-setup: $(VENV)/.installed
+# The kenlm Python module's version (pyproject.toml): lmplz is built from the same source.
+KENLM  := 0.3.0
+
+setup: $(VENV)/.installed $(VENV)/bin/lmplz
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; assert (3, 11) <= sys.version_info[:2] <= (3, 12), "need Python 3.11 or 3.12, set PYTHON="'
@@ -17,6 +20,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
+
+# KenLM's estimator, for the perplexity models (stages.perplexity_model): not on PyPI as a binary.
+$(VENV)/bin/lmplz: tools/build_kenlm.sh | $(VENV)/.installed
+	bash tools/build_kenlm.sh $(KENLM) $(VENV)
 
 demo: setup
 	$(PY) -m pipeline run $(CONFIG)

@@ -22,6 +22,7 @@ from stages.wikipedia import LLAMA_LANGUAGES
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
 
 
 class ConfigError(ValueError):
@@ -119,14 +120,19 @@ class QualityParams(Section):
     """datatrove's filters, each given as its keyword arguments ({} for its defaults, null to disable)."""
 
     url_blocklist: str | list[str] | None = Field(default=None, description="domain/URL list file(s)")
+    personal_info_sites: str | list[str] | None = Field(
+        default=None, description="sites known to hold much personal information (LLaMA-2): list file(s)")
     gopher_repetition: dict | None = {}
     gopher_quality: dict | None = {}
-    c4: dict | None = {}
+    # C4's rules were LLaMA's for its C4 share, not for CCNet's: off unless a config asks for them.
+    c4: dict | None = None
+    c4_max_removed_fraction: Fraction | None = Field(
+        default=0.5, description="drop a page C4's line rules cut by more than this: what is left is fragments")
     c4_badwords: str | dict[str, str] | None = Field(default=None, description="bad-words list, or {language: list}")
     redact_pii: bool = True
     per_source: dict[str, dict] | None = Field(default=None, description="{source: overrides of the settings above}")
 
-    @field_validator("url_blocklist", "c4_badwords")
+    @field_validator("url_blocklist", "personal_info_sites", "c4_badwords")
     @classmethod
     def _assets_exist(cls, value):
         paths = [value] if isinstance(value, str) else list(value.values()) if isinstance(value, dict) else value or []
@@ -138,6 +144,59 @@ class QualityParams(Section):
         if isinstance(value, dict):
             return {k: asset_path(v) for k, v in value.items()}
         return [asset_path(p) for p in value] if value else value
+
+
+class PerplexityModelFiles(Section):
+    pieces: str = Field(description="SentencePiece model of the language (CCNet: <lang>.sp.model)")
+    lm: str = Field(description="KenLM model over those pieces, ARPA or binary (CCNet: <lang>.arpa.bin)")
+
+    @field_validator("pieces", "lm")
+    @classmethod
+    def _exists(cls, path: str) -> str:
+        if not Path(path).is_file():
+            raise ValueError(f"file {path!r} not found")
+        return asset_path(path)
+
+
+Bucket = Literal["head", "middle", "tail"]
+
+
+class PerplexityParams(Section):
+    """CCNet's perplexity filter (stages/perplexity): a 5-gram per language, trained on the run's
+    Wikipedia unless `models` gives one, buckets at percentiles of the run's scores."""
+
+    enabled: bool = True
+    languages: list[str] | None = Field(default=None, description="null: stages.langid.languages")
+    models: dict[str, PerplexityModelFiles] = Field(default={}, description="{language: trained models}: not trained")
+    vocab_size: PositiveInt = Field(default=65536, description="pieces of the per-language SentencePiece model")
+    max_articles: PositiveInt = Field(default=1_000_000, description="Wikipedia articles a model is trained on")
+    seed: int = 0
+    train_memory: str = Field(default="20%", description="lmplz -S: memory for its sorts, bytes (8G) or % of RAM")
+    kenlm_bin: str | None = Field(default=None, description="folder with lmplz and build_binary; null: .venv/bin")
+    num_threads: PositiveInt = 2
+    percentiles: tuple[Annotated[float, Field(gt=0, lt=100)], Annotated[float, Field(gt=0, lt=100)]] = Field(
+        default=(30, 60), description="head below the first, tail above the second (CCNet)")
+    cutoffs: dict[str, tuple[PositiveFloat, PositiveFloat]] = Field(
+        default={}, description="{language: [head below, tail above]}: instead of the run's percentiles")
+    keep_buckets: list[Bucket] = Field(default=["head", "middle"], min_length=1,
+                                       description="RedPajama's LLaMA reproduction kept head and middle")
+    drop_unscored: bool = Field(default=False, description="drop documents in a language without a model")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "PerplexityParams":
+        low, high = self.percentiles
+        if low >= high:
+            raise ValueError(f"percentiles: {low} must be below {high}")
+        for language, (head, tail) in self.cutoffs.items():
+            if head >= tail:
+                raise ValueError(f"cutoffs.{language}: {head} must be below {tail}")
+        return self
+
+    def model_languages(self, langid_languages: list[str]) -> list[str]:
+        return sorted(self.languages if self.languages is not None else langid_languages)
+
+    def trained_languages(self, langid_languages: list[str]) -> list[str]:
+        return [lang for lang in self.model_languages(langid_languages) if lang not in self.models]
 
 
 class ReferencePagesParams(Section):
@@ -292,7 +351,24 @@ class BooksParams(Section):
     files_per_shard: PositiveInt = Field(default=64, description="input files (books, or jsonl files) per Ray task")
     min_text_chars: PositiveInt = books.DEFAULT_MIN_TEXT_CHARS
     max_book_bytes: PositiveInt = books.DEFAULT_MAX_BOOK_BYTES
+    language_model: str | None = Field(
+        default="samples/models/lid.176.ftz",
+        description="fastText lid.176 model for the books' language ID (stages.books); null: no detection")
+    languages: list[str] | None = Field(
+        default=None, min_length=1,
+        description="keep only books in these languages (ISO 639-1 codes); null keeps every language")
+    language_threshold: Fraction = books.DEFAULT_LANGUAGE_THRESHOLD
     dedup: BookDedupParams = BookDedupParams()
+
+    @field_validator("language_model")
+    @classmethod
+    def _language_model_exists(cls, path: str | None) -> str | None:
+        if path is None:
+            return None
+        if not Path(path).is_file():
+            raise ValueError(f"fastText model {path!r} not found; use the bundled samples/models/lid.176.ftz "
+                             "or download lid.176.bin from https://fasttext.cc/docs/en/language-identification.html")
+        return asset_path(path)
 
 
 Source = Literal["common_crawl", "wikipedia", "arxiv", "stackexchange", "github", "books"]
@@ -387,6 +463,7 @@ class StagesSection(Section):
     wikipedia: WikipediaParams = WikipediaParams()
     langid: LangidParams = LangidParams()
     line_dedup: LineDedupParams = LineDedupParams()
+    perplexity: PerplexityParams = PerplexityParams()
     quality: QualityParams = QualityParams()
     near_dedup: NearDedupParams = NearDedupParams()
     reference_pages: ReferencePagesParams = ReferencePagesParams()
@@ -510,6 +587,31 @@ class RunConfig(Section):
                 "stages.quality_classifier: training the classifier needs inputs.wikipedia (its reference URLs "
                 "and fallback positives); add a pages-articles dump, give a trained `model`, or set `enabled: false`"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _perplexity_models_can_be_trained(self) -> "RunConfig":
+        perplexity = self.stages.perplexity
+        untrained = perplexity.trained_languages(self.stages.langid.languages) if perplexity.enabled else []
+        if not untrained:
+            return self
+        if not self.inputs.wikipedia:
+            raise ValueError(
+                f"stages.perplexity: no model is given for {untrained} and there is no inputs.wikipedia to train "
+                "one on; add a pages-articles dump, give `models: {LANG: {pieces: ..., lm: ...}}`, or set `enabled: false`"
+            )
+        missing = sorted(set(untrained) - set(self.stages.wikipedia.languages))
+        if missing:
+            raise ValueError(f"stages.perplexity: models for {missing} are trained on Wikipedia, "
+                             "but stages.wikipedia.languages leaves them out")
+        from classifiers.ngram_lm import KenLMError, kenlm_tool
+
+        bin_dir = Path(perplexity.kenlm_bin) if perplexity.kenlm_bin else None
+        for tool in ("lmplz", "build_binary"):
+            try:
+                kenlm_tool(tool, str(bin_dir / tool) if bin_dir else None)
+            except KenLMError as e:
+                raise ValueError(f"stages.perplexity: {e}") from None
         return self
 
     def input_files(self, source: str) -> list[str]:

@@ -204,6 +204,69 @@ def plan_quality_model(config: RunConfig, rows: Upstream) -> list[ShardTask]:
                       options={"input_roles": [role for role, paths in inputs.items() for _ in paths]})]
 
 
+def _trained_languages(config: RunConfig) -> list[str]:
+    perplexity = config.stages.perplexity
+    return perplexity.trained_languages(config.stages.langid.languages) if perplexity.enabled else []
+
+
+def plan_perplexity_model(config: RunConfig, rows: Upstream) -> list[ShardTask]:
+    out = config.output_dir / "perplexity" / "models"
+    articles = [r["output"] for r in rows["wikipedia"]]
+    return [ShardTask(language, articles, str(out / language), i, options={"language": language})
+            for i, language in enumerate(_trained_languages(config))]
+
+
+def _perplexity_model_files(config: RunConfig, rows: Upstream) -> dict[str, tuple[str, str]]:
+    from stages.perplexity import LM_FILE, PIECES_FILE
+
+    models = {lang: (files.pieces, files.lm) for lang, files in config.stages.perplexity.models.items()}
+    for row in rows["perplexity_model"]:
+        folder = location(row["output"])
+        models[row["shard"]] = (str(folder / PIECES_FILE), str(folder / LM_FILE))
+    return dict(sorted(models.items()))
+
+
+def plan_perplexity_score(config: RunConfig, rows: Upstream) -> list[ShardTask]:
+    models = _perplexity_model_files(config, rows)
+    model_files = [path for files in models.values() for path in files]
+    out = config.output_dir / "perplexity" / "scores"
+    return [ShardTask(r["shard"], [r["output"], *model_files], str(out / f"{r['shard']}.parquet"), i,
+                      options={"languages": list(models)})
+            for i, r in enumerate(rows["line_dedup"])]
+
+
+def _histogram_file(scores: str) -> Path | storage.Location:
+    from stages.perplexity import histogram_path
+
+    scores = location(scores)
+    return scores.parent / histogram_path(scores.name).name
+
+
+def plan_perplexity_cutoffs(config: RunConfig, rows: Upstream) -> list[ShardTask]:
+    from stages.perplexity import CUTOFFS_FILE
+
+    histograms = [str(_histogram_file(r["output"])) for r in rows["perplexity_score"]]
+    languages = list(_perplexity_model_files(config, {"perplexity_model": []}))
+    languages = sorted({*languages, *_trained_languages(config)})
+    return [ShardTask("cutoffs", histograms, str(config.output_dir / "perplexity" / CUTOFFS_FILE),
+                      options={"languages": languages})]
+
+
+def plan_perplexity(config: RunConfig, rows: Upstream) -> list[ShardTask]:
+    scores = {r["shard"]: r["output"] for r in rows["perplexity_score"]}
+    [cutoffs] = rows["perplexity_cutoffs"]
+    out = config.output_dir / "perplexity"
+    return [ShardTask(r["shard"], [r["output"], scores[r["shard"]], cutoffs["output"]],
+                      str(out / f"{r['shard']}.parquet"), i, _dropped_path(config, "perplexity", r["shard"]))
+            for i, r in enumerate(rows["line_dedup"])]
+
+
+def plan_quality(config: RunConfig, rows: Upstream) -> list[ShardTask]:
+    """The heuristic filters, on the perplexity filter's output when it runs, else line dedup's."""
+    upstream = "perplexity" if rows.get("perplexity") or "line_dedup" not in rows else "line_dedup"
+    return per_document_shard("quality", upstream)(config, rows)
+
+
 def plan_quality_classifier(config: RunConfig, rows: Upstream) -> list[ShardTask]:
     from stages.quality_classifier import MODEL_FILE
 
@@ -360,6 +423,35 @@ def run_quality(task: ShardTask, params: dict) -> ShardStats:
     from stages.quality_filters import filter_quality
 
     return filter_quality(task.inputs[0], task.output, dropped_path=task.dropped, **params)
+
+
+def run_perplexity_model(task: ShardTask, params: dict) -> ShardStats:
+    from stages.perplexity import train_perplexity_model
+
+    settings = {k: v for k, v in params.items() if k != "language"}
+    return train_perplexity_model(task.inputs, task.output, language=params["language"], **settings)
+
+
+def run_perplexity_score(task: ShardTask, params: dict) -> ShardStats:
+    from stages.perplexity import score_perplexity
+
+    documents, *files = task.inputs
+    models = {lang: (files[2 * i], files[2 * i + 1]) for i, lang in enumerate(params["languages"])}
+    return score_perplexity(documents, task.output, models=models)
+
+
+def run_perplexity_cutoffs(task: ShardTask, params: dict) -> ShardStats:
+    from stages.perplexity import compute_cutoffs
+
+    return compute_cutoffs(task.inputs, task.output, languages=params["languages"],
+                           percentiles=params["percentiles"], cutoffs=params["cutoffs"])
+
+
+def run_perplexity(task: ShardTask, params: dict) -> ShardStats:
+    from stages.perplexity import bucket_documents
+
+    documents, scores, cutoffs = task.inputs
+    return bucket_documents(documents, scores, cutoffs, task.output, dropped_path=task.dropped, **params)
 
 
 def run_line_hash(task: ShardTask, params: dict) -> ShardStats:
@@ -591,6 +683,22 @@ def _has_inputs(source: str) -> Callable[[RunConfig], bool]:
 
 # The multi-phase steps, each a list of stages.
 LINE_DEDUP = hash_dedup("line_dedup", "langid", "line_dedup", (run_line_hash, run_line_find, run_line_dedup))
+PERPLEXITY = [
+    StageSpec("perplexity_model", "perplexity", ("wikipedia",), plan_perplexity_model, run_perplexity_model,
+              _threads("num_threads"), lambda output: location(output) / "meta.json",
+              enabled=lambda config: bool(_trained_languages(config)),
+              settings=("vocab_size", "max_articles", "seed", "train_memory", "kenlm_bin", "num_threads"),
+              unhashed=("train_memory", "kenlm_bin", "num_threads")),
+    StageSpec("perplexity_score", "perplexity", ("line_dedup", "perplexity_model"), plan_perplexity_score,
+              run_perplexity_score, completion_marker=_histogram_file,
+              enabled=lambda config: config.stages.perplexity.enabled, settings=("models",)),
+    StageSpec("perplexity_cutoffs", "perplexity", ("perplexity_score",), plan_perplexity_cutoffs,
+              run_perplexity_cutoffs, enabled=lambda config: config.stages.perplexity.enabled,
+              settings=("percentiles", "cutoffs")),
+    StageSpec("perplexity", "perplexity", ("line_dedup", "perplexity_score", "perplexity_cutoffs"), plan_perplexity,
+              run_perplexity, enabled=lambda config: config.stages.perplexity.enabled,
+              settings=("keep_buckets", "drop_unscored")),
+]
 NEAR_DEDUP = minhash_dedup("near_dedup", "quality", "near_dedup", enabled=lambda config: True)
 GITHUB_DEDUP = hash_dedup("github_dedup", "github", "github", (run_github_hash, run_github_find, run_github_dedup),
                           enabled=_has_inputs("github"), settings=("partitions",))
@@ -603,12 +711,14 @@ SPECS = [
     StageSpec("langid", "langid", ("extract",), per_document_shard("langid", "extract"), run_langid,
               fuses_with_upstream=True),
     *LINE_DEDUP,
-    StageSpec("quality", "quality", ("line_dedup",), per_document_shard("quality", "line_dedup"), run_quality,
-              fuses_with_upstream=True),
-    *NEAR_DEDUP,
-    # Wikipedia, and the quality classifier it trains
+    # Wikipedia, and the perplexity models it trains
     StageSpec("wikipedia", "wikipedia", (), _one_shard_per_input("wikipedia", "wikipedia", (".bz2", ".xml")),
               run_wikipedia, enabled=_has_inputs("wikipedia")),
+    *PERPLEXITY,
+    StageSpec("quality", "quality", ("line_dedup", "perplexity"), plan_quality, run_quality,
+              fuses_with_upstream=True),
+    *NEAR_DEDUP,
+    # The quality classifier Wikipedia trains
     StageSpec("reference_pages", "reference_pages", ("wikipedia",), plan_reference_pages, run_reference_pages,
               completion_marker=_reference_pages_file, reports_progress=True,
               unhashed=("concurrency", "retries", "backoff_s", "per_host_interval_s", "timeout_s"),
@@ -649,6 +759,7 @@ STAGE_ORDER = list(STAGES)
 # name runs all of that source's stages.
 STAGE_GROUPS = {
     "line_dedup": [spec.name for spec in LINE_DEDUP],
+    "perplexity": [spec.name for spec in PERPLEXITY],
     "near_dedup": [spec.name for spec in NEAR_DEDUP],
     "stackexchange": ["stackexchange_sites", "stackexchange"],
     "github": ["github", *(spec.name for spec in GITHUB_DEDUP)],

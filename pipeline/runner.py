@@ -148,13 +148,15 @@ def _upstream_rows(config: RunConfig, spec: StageSpec, hashes: dict[str, str]) -
     return {need: _finished_rows(config, need, hashes, spec.name) for need in spec.needs}
 
 
-def fused_steps(stages: list[str]) -> list[list[str]]:
-    """`stages` (in pipeline order) as steps: a stage that fuses with its only upstream stage joins
-    that stage's step when both run, so each shard passes through both in one task."""
+def fused_steps(stages: list[str], hashes: dict[str, str] | None = None) -> list[list[str]]:
+    """`stages` (in pipeline order) as steps: a stage that fuses with its only upstream stage (the
+    only one enabled, by `hashes`) joins that stage's step when both run, so each shard passes
+    through both in one task."""
     steps: list[list[str]] = []
     for name in stages:
         spec = STAGES[name]
-        if spec.fuses_with_upstream and steps and spec.needs == (steps[-1][-1],):
+        needs = tuple(n for n in spec.needs if hashes is None or hashes[n] != DISABLED)
+        if spec.fuses_with_upstream and steps and needs == (steps[-1][-1],):
             steps[-1].append(name)
         else:
             steps.append([name])
@@ -336,7 +338,7 @@ def run_pipeline(config: RunConfig, stages: list[str] | None = None) -> dict[str
         _check_reachable_by_every_node(config, stages)
         with _run_log(config):
             board = ProgressBoard.remote()
-            for step in fused_steps(stages):
+            for step in fused_steps(stages, hashes):
                 results.update(run_step(config, step, hashes, board))
     return results
 

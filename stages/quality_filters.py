@@ -7,6 +7,8 @@ this order (each filter is datatrove 0.10.1's own class, called as `filter(doc)`
 config key of the filter):
 
     url_blocklist                       host (or URL prefix) on the local blocklist
+    personal_info_site                  host on the list of sites known to hold much personal
+                                        information (LLaMA-2's removal; same file format)
     empty_text                          text empty or whitespace only (datatrove's Gopher quality
                                         filter divides by the word count)
     gopher_repetition:<reason>          GopherRepetitionFilter: dup_para_frac, dup_para_char_frac,
@@ -21,7 +23,12 @@ config key of the filter):
     c4:<reason>                         C4QualityFilter: lorem_ipsum, curly_bracket,
                                         too_few_sentences; c4:no_lines_kept (ours) when the line
                                         rules leave nothing, possible only with
-                                        min_num_sentences <= 0
+                                        min_num_sentences <= 0; c4:most_text_removed (ours)
+                                        when they delete more than `c4_max_removed_fraction` of
+                                        the characters (a hard-wrapped page, whose kept lines
+                                        would be the ends of its sentences)
+    after_c4_lines:<gopher key>:<reason>
+                                        the Gopher rules run again on what the line rules left
     c4_badwords:document_removed_with_badwords
                                         C4BadWordsFilter with a local word list
 
@@ -30,6 +37,8 @@ the Gopher paper's and C4's thresholds). A datatrove filter returns True to keep
 `(False, reason)` (a bare False, which these filters never return, would count as
 `<key>:filtered`).
 
+C4's rules were LLaMA's for its separate C4 share; its CCNet share had none of them, so `c4` is off
+by default and a config turns it on (for every source, or one through `per_source`).
 C4QualityFilter is also a line filter, as in C4: in each kept document it deletes the lines that do
 not end in terminal punctuation (. ! ? " ', and not "..."), lines of fewer than 3 words, lines
 mentioning "javascript", cookie/terms-of-use lines and lines with a word over 1000 characters; it
@@ -104,7 +113,8 @@ DATATROVE_FILTERS: tuple[tuple[str, type[BaseFilter]], ...] = (
     ("gopher_quality", GopherQualityFilter),
     ("c4", C4QualityFilter),
 )
-SETTINGS = ("url_blocklist", "gopher_repetition", "gopher_quality", "c4", "c4_badwords", "redact_pii")
+SETTINGS = ("url_blocklist", "personal_info_sites", "gopher_repetition", "gopher_quality", "c4",
+            "c4_max_removed_fraction", "c4_badwords", "redact_pii")
 
 
 class QualityConfigError(ValueError):
@@ -310,7 +320,9 @@ def _check_tokenizer(key: str, language: str | None) -> None:
 @dataclass
 class QualityChain:
     blocklist: UrlBlocklist | None
+    personal_info_sites: UrlBlocklist | None
     filters: list[tuple[str, BaseFilter]]
+    c4_max_removed_fraction: float | None
     badwords: LocalC4BadWordsFilter | None
     redact_pii: bool
     counters: Counter = field(default_factory=Counter)
@@ -320,9 +332,11 @@ class QualityChain:
         cls,
         *,
         url_blocklist: str | list[str] | None,
+        personal_info_sites: str | list[str] | None,
         gopher_repetition: Mapping | None,
         gopher_quality: Mapping | None,
         c4: Mapping | None,
+        c4_max_removed_fraction: float | None,
         c4_badwords: str | Mapping[str, str] | None,
         redact_pii: bool,
     ) -> "QualityChain":
@@ -337,12 +351,24 @@ class QualityChain:
             lists = {"en": c4_badwords} if isinstance(c4_badwords, (str, os.PathLike)) else c4_badwords
             badwords = LocalC4BadWordsFilter(lists)
         blocklist = UrlBlocklist.load(url_blocklist) if url_blocklist else None
-        return cls(blocklist, filters, badwords, redact_pii)
+        personal = UrlBlocklist.load(personal_info_sites) if personal_info_sites else None
+        return cls(blocklist, personal, filters, c4_max_removed_fraction, badwords, redact_pii)
+
+    def _recheck(self, dt_doc: Document) -> str | None:
+        """The Gopher rules again, on what C4's line deletions left: a page must still read as a page."""
+        for key, filt in self.filters:
+            if key.startswith("gopher"):
+                keep, reason = get_filter_result(filt.filter(dt_doc))
+                if not keep:
+                    return f"after_c4_lines:{key}:{reason or 'filtered'}"
+        return None
 
     def apply(self, doc: dict) -> tuple[str | None, str]:
         """(drop reason or None, text to write)."""
         if self.blocklist is not None and self.blocklist.blocks(doc.get("url")):
             return "url_blocklist", doc["text"]
+        if self.personal_info_sites is not None and self.personal_info_sites.blocks(doc.get("url")):
+            return "personal_info_site", doc["text"]
         text = doc.get("text") or ""
         if not text.strip():
             return "empty_text", text
@@ -357,8 +383,14 @@ class QualityChain:
             if isinstance(filt, LineCountingC4QualityFilter):
                 if not dt_doc.text.strip():
                     return "c4:no_lines_kept", text
+                removed = len(before) - len(dt_doc.text)
+                if self.c4_max_removed_fraction is not None and removed > self.c4_max_removed_fraction * len(before):
+                    return "c4:most_text_removed", text
+                reason = self._recheck(dt_doc)
+                if reason:
+                    return reason, text
                 line_counts = {f"c4_lines_removed:{rule}": n for rule, n in filt.last_counts.items()}
-                line_counts["c4_chars_removed"] = len(before) - len(dt_doc.text)
+                line_counts["c4_chars_removed"] = removed
         if self.badwords is not None:
             if self.badwords.has_list(language):
                 keep, reason = get_filter_result(self.badwords.filter(dt_doc))
@@ -379,9 +411,11 @@ def filter_quality(
     output_path: str,
     *,
     url_blocklist: str | list[str] | None = None,
+    personal_info_sites: str | list[str] | None = None,
     gopher_repetition: Mapping | None = DATATROVE_DEFAULTS,
     gopher_quality: Mapping | None = DATATROVE_DEFAULTS,
-    c4: Mapping | None = DATATROVE_DEFAULTS,
+    c4: Mapping | None = None,
+    c4_max_removed_fraction: float | None = 0.5,
     c4_badwords: str | Mapping[str, str] | None = None,
     redact_pii: bool = True,
     per_source: Mapping[str, Mapping] | None = None,
@@ -389,9 +423,11 @@ def filter_quality(
 ) -> ShardStats:
     base = {
         "url_blocklist": url_blocklist,
+        "personal_info_sites": personal_info_sites,
         "gopher_repetition": gopher_repetition,
         "gopher_quality": gopher_quality,
         "c4": c4,
+        "c4_max_removed_fraction": c4_max_removed_fraction,
         "c4_badwords": c4_badwords,
         "redact_pii": redact_pii,
     }

@@ -50,9 +50,27 @@ paragraphs, headings, `<div>`s, tables and `<hr>` become blocks separated by one
 a line break; list items start with `- ` (`<ul>`) or `1. ` (`<ol>`, honouring `start`), nested and
 continuation lines indented under their marker; blockquote lines start with `> `; `<pre>` blocks
 are kept verbatim (every space and line break, `<code>` and other tags inside stripped); inline code
-keeps its text as is; links keep their text (the URL goes); images go (their alt text is mostly
-"enter image description here"); entities are decoded; elsewhere whitespace runs become one space.
-Titles are plain text in the dump (their whitespace is collapsed).
+keeps its text as is; entities are decoded; elsewhere whitespace runs become one space. Titles are
+plain text in the dump (their whitespace is collapsed). Links and images keep their URL, readably:
+- `<a href="URL">text</a>` becomes `text (URL)`; just `text` when the text already shows the URL
+  (it is the URL, contains it, or is it without the scheme, `www.` or a trailing slash:
+  `skeptics.stackexchange.com` for http://skeptics.stackexchange.com), and just `URL` when the
+  link has no text. A link whose content is an image of the same URL (SE's "click for full size"
+  wrapper) is the image alone; an image linking elsewhere is the image, then ` (URL)`.
+- `<img src="SRC" alt="ALT">` becomes `[image: ALT (SRC)]`, or `[image: SRC]` when the alt text is
+  missing, SE's placeholder "enter image description here" (69 of the samples' 172 images),
+  or the URL itself; `[image: ALT]` without a usable src. So a post that is only an image is no
+  longer an `empty_body`.
+- Relative URLs (`/questions/123`, `//i.stack.imgur.com/x.png`) are made absolute against the
+  site, `https://<site>/`, when the site name is a host name (`coffee.stackexchange.com`; always
+  for the archive.org dumps); with any other site name, or html_to_text called without
+  `base_url`, they are left as written.
+- A URL that is not a web address keeps only the link text: same-page anchors (`#note-1`),
+  `mailto:` (the address is either the link text already or private), `javascript:`, `data:`
+  (what a web page shows as a link target is http, https or ftp). Tag badges (`rel="tag"` or
+  class `post-tag`: `<a href="/questions/tagged/moka">moka</a>`) keep only the tag name.
+  Tabs and line breaks inside a URL are removed and spaces written %20 (as a browser does), so a
+  URL is one token of the text. Links inside `<pre>` keep only their text (code blocks are verbatim).
 
 Document layout (`text`):
 
@@ -117,7 +135,8 @@ is among their answers).
 Speed (bench/stackexchange.py speed: CPU time, one core of the shared 2-core machine, best of 3,
 the whole stage from site directory to parquet): coffee 592 posts in 0.053 s = 11.2k posts/s,
 14.4 MB/s of XML; history.meta 1,657 posts in 0.171 s = 9.7k posts/s, 15.3 MB/s. html_to_text is
-about 62% of it (16-18 MB/s of HTML alone). The synthetic 128x site runs at the same rate (21.8 s
+about 62% of it (16-18 MB/s of HTML alone); keeping link and image URLs costs it under 5% (history.meta,
+the most link-dense sample, html_to_text best of 5 before and after). The synthetic 128x site runs at the same rate (21.8 s
 CPU for 336 MB), so Stack Overflow's ~100 GB Posts.xml is roughly 2 hours on one core.
 """
 
@@ -134,6 +153,7 @@ import uuid
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit
 from xml.parsers import expat
 
 import pyarrow as pa
@@ -511,6 +531,11 @@ BLOCK_TAGS = {
 # A start tag of these closes an open <p> (HTML's implied end tag).
 CLOSES_P = BLOCK_TAGS | {"ul", "ol", "pre", "blockquote", "table", "hr"}
 BR = "\x00"  # XML text never contains NUL, so it can mark a <br> in inline text
+WEB_SCHEMES = {"http", "https", "ftp"}
+PLACEHOLDER_ALT = {"enter image description here", "image description", "image", "alt text"}
+HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+")
+URL_BREAKS = re.compile(r"[\t\n\r]")
+URL_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://(?:www\.)?")
 
 
 class _Node:
@@ -601,14 +626,14 @@ class _Blocks:
             self.blocks.append(lines)
 
 
-def _render(node: _Node) -> list[list[str]]:
+def _render(node: _Node, base: str | None) -> list[list[str]]:
     out = _Blocks()
-    _walk(node, out)
+    _walk(node, out, base)
     out.flush()
     return out.blocks
 
 
-def _walk(node: _Node, out: _Blocks) -> None:
+def _walk(node: _Node, out: _Blocks, base: str | None) -> None:
     for child in node.children:
         if isinstance(child, str):
             out.inline.append(child)
@@ -616,25 +641,81 @@ def _walk(node: _Node, out: _Blocks) -> None:
         tag = child.tag
         if tag == "br":
             out.inline.append(BR)
+        elif tag == "img":
+            out.inline.append(_image_text(child, base))
+        elif tag == "a":
+            _link(child, out, base)
         elif tag in SKIP_TAGS:
             continue
         elif tag == "pre":
             out.add(_pre_lines(child))
         elif tag in ("ul", "ol"):
-            out.add(_list_lines(child, tag == "ol"))
+            out.add(_list_lines(child, tag == "ol", base))
         elif tag == "blockquote":
-            inner = _flatten(_render(child), blank=True)
+            inner = _flatten(_render(child, base), blank=True)
             out.add([("> " + line) if line else ">" for line in inner])
         elif tag == "table":
-            out.add(_table_lines(child))
+            out.add(_table_lines(child, base))
         elif tag == "hr":
             out.flush()
         elif tag in BLOCK_TAGS or tag == "li":
             out.flush()
-            _walk(child, out)
+            _walk(child, out, base)
             out.flush()
-        else:  # inline: a, code, em, strong, span, kbd, sup, sub, s, del, ...
-            _walk(child, out)
+        else:  # inline: code, em, strong, span, kbd, sup, sub, s, del, ...
+            _walk(child, out, base)
+
+
+def resolve_url(href: str | None, base: str | None) -> str | None:
+    """The web address a link or image points to, made absolute against `base` when relative and
+    `base` is given; None for no address or one that is not a web address (module doc)."""
+    url = URL_BREAKS.sub("", href or "").strip().replace(" ", "%20")
+    if not url or url.startswith("#"):
+        return None
+    if url.startswith(("https://", "http://")):  # most of them: no parsing needed
+        return url
+    try:
+        scheme = urlsplit(url).scheme.lower()
+        if scheme:
+            return url if scheme in WEB_SCHEMES else None
+        return urljoin(base, url) if base else url
+    except ValueError:  # an unparseable address ("http://[x")
+        return None
+
+
+def _shows(text: str, url: str) -> bool:
+    """Whether link text already shows `url` (it, or it without scheme, www. and trailing slash)."""
+    if url in text:
+        return True
+    bare = URL_SCHEME.sub("", url.lower()).rstrip("/")
+    return bool(bare) and bare in text.lower()
+
+
+def _image_text(node: _Node, base: str | None) -> str:
+    src = resolve_url(node.attrs.get("src"), base)
+    alt = " ".join((node.attrs.get("alt") or "").split())
+    if not alt or alt.lower() in PLACEHOLDER_ALT or (src and _shows(alt, src)):
+        return f"[image: {src}]" if src else ""
+    return f"[image: {alt} ({src})]" if src else f"[image: {alt}]"
+
+
+def _link(node: _Node, out: _Blocks, base: str | None) -> None:
+    """A link's content, then its URL where the text does not show it (module doc)."""
+    blocks, start = len(out.blocks), len(out.inline)
+    _walk(node, out, base)
+    url = resolve_url(node.attrs.get("href"), base)
+    if url is None or "tag" in (node.attrs.get("rel") or "").split() or "post-tag" in (
+        node.attrs.get("class") or ""
+    ).split():
+        return
+    if len(out.blocks) != blocks:  # block content inside the link (rare): the URL after it
+        out.inline.append(f" ({url})")
+        return
+    text = " ".join("".join(out.inline[start:]).replace(BR, " ").split())
+    if not text:
+        out.inline.append(f" {url}")
+    elif not _shows(text, url):
+        out.inline.append(f" ({url})")
 
 
 def _flatten(blocks: list[list[str]], blank: bool) -> list[str]:
@@ -668,7 +749,7 @@ def _pre_lines(node: _Node) -> list[str]:
     return text.split("\n")
 
 
-def _list_lines(node: _Node, ordered: bool) -> list[str]:
+def _list_lines(node: _Node, ordered: bool, base: str | None) -> list[str]:
     try:
         number = int(node.attrs.get("start") or 1)
     except ValueError:
@@ -690,12 +771,12 @@ def _list_lines(node: _Node, ordered: bool) -> list[str]:
             holder = _Node("li")
             holder.children = list(loose)
             loose.clear()
-            item(_flatten(_render(holder), blank=False))
+            item(_flatten(_render(holder, base), blank=False))
 
     for child in node.children:
         if isinstance(child, _Node) and child.tag == "li":
             flush_loose()
-            item(_flatten(_render(child), blank=False))
+            item(_flatten(_render(child, base), blank=False))
         elif isinstance(child, str) and not child.strip():
             continue
         else:
@@ -704,7 +785,7 @@ def _list_lines(node: _Node, ordered: bool) -> list[str]:
     return lines
 
 
-def _table_lines(node: _Node) -> list[str]:
+def _table_lines(node: _Node, base: str | None) -> list[str]:
     rows: list[str] = []
 
     def visit(n: _Node) -> None:
@@ -715,7 +796,7 @@ def _table_lines(node: _Node) -> list[str]:
                 cells = []
                 for cell in child.children:
                     if isinstance(cell, _Node) and cell.tag in ("td", "th"):
-                        cells.append(" ".join(_flatten(_render(cell), blank=False)))
+                        cells.append(" ".join(_flatten(_render(cell, base), blank=False)))
                 if any(cells):
                     rows.append(" | ".join(cells))
             elif child.tag not in SKIP_TAGS:
@@ -725,14 +806,15 @@ def _table_lines(node: _Node) -> list[str]:
     return rows
 
 
-def html_to_text(html: str) -> str:
-    """Plain text of a post body (see the module docstring for the rules)."""
+def html_to_text(html: str, base_url: str | None = None) -> str:
+    """Plain text of a post body (see the module docstring for the rules); relative link and
+    image URLs are resolved against `base_url` ("https://<site>/") when given."""
     if not html:
         return ""
     builder = _TreeBuilder()
     builder.feed(html)
     builder.close()
-    blocks = _render(builder.root)
+    blocks = _render(builder.root, base_url)
     return "\n\n".join("\n".join(block) for block in blocks).strip("\n")
 
 
@@ -764,6 +846,11 @@ def layout(title: str, body: str, answers: list[tuple[int, int, str]], accepted_
         label = f"Answer {rank} (score {score}{accepted}):"
         parts.append(f"{label}\n{text}")
     return "\n\n".join(parts)
+
+
+def site_base_url(site: str) -> str | None:
+    """`https://<site>/` for a site named by its host (coffee.stackexchange.com), else None."""
+    return f"https://{site}/" if HOST_NAME.fullmatch(site) else None
 
 
 def _int(value: str | None) -> int | None:
@@ -841,6 +928,7 @@ def _row_doc(site: str, post_id: int | None, text: str, attrs: dict | None, post
 def _load(input_path: str, site: str, db: sqlite3.Connection, stats: ShardStats, dropped: DroppedDocuments) -> None:
     """Pass 1: stream the rows into the join tables; drop what cannot be a question or answer."""
     counters = stats.counters
+    base_url = site_base_url(site)
 
     def damage(reason: str, text: str = "", where: str = "corrupt") -> None:
         stats.docs_in += 1
@@ -898,7 +986,7 @@ def _load(input_path: str, site: str, db: sqlite3.Connection, stats: ShardStats,
                 continue
             body = attrs.get("Body") or ""
             counters["html_bytes"] += len(body.encode("utf-8", "surrogatepass"))
-            text = html_to_text(body)
+            text = html_to_text(body, base_url)
             try:
                 if type_id == 1:
                     counters["questions"] += 1

@@ -16,6 +16,8 @@ FAST_STAGES = {
     "langid": {"model": str(LID_MODEL), "languages": ["en"], "threshold": 0.5},
     "line_dedup": {"partitions": 3, "min_text_chars": 200},
     "quality": {"url_blocklist": str(SAMPLES / "assets" / "url_blocklist.txt")},
+    # Off unless a test gives Wikipedia input to train its models on.
+    "perplexity": {"enabled": False, "vocab_size": 2000, "train_memory": "200M", "num_threads": 1},
     "near_dedup": {"partitions": 3},
     # Off unless a test gives Wikipedia input; then a model that trains in a second.
     "quality_classifier": {"enabled": False, "min_chars": 800, "epoch": 25, "dim": 16, "bucket": 20_000,

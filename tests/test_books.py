@@ -1,6 +1,7 @@
 """Books: real Project Gutenberg files to documents (header, footer, producer credits, metadata,
 BOM, CRLF/CR, Latin-1), gzip and jsonl inputs and their damage, ids across collections,
-determinism, and book-level near-duplicate removal with BOOK_NEAR_DEDUP through
+determinism, fastText language identification (the bundled lid.176 model) and its keep-list, and
+book-level near-duplicate removal with BOOK_NEAR_DEDUP through
 stages.near_dedup's four phases called directly (no Ray)."""
 
 import gzip
@@ -13,7 +14,16 @@ import pyarrow.parquet as pq
 import pytest
 
 from stages import near_dedup as nd
-from stages.books import BOOK_NEAR_DEDUP, BOOK_SCHEMA, extract_books, strip_gutenberg, tidy_whitespace
+from stages.books import (
+    BOOK_NEAR_DEDUP,
+    BOOK_SCHEMA,
+    LANGID_SLICE_CHARS,
+    LANGID_SLICES,
+    extract_books,
+    language_sample,
+    strip_gutenberg,
+    tidy_whitespace,
+)
 from stages.documents import read_documents
 from tests.support import SAMPLES
 
@@ -304,6 +314,81 @@ def test_output_is_deterministic(tmp_path):
     extract_books(paths, str(tmp_path / "1.parquet"), collection="gutenberg")
     extract_books(paths[::-1], str(tmp_path / "2.parquet"), collection="gutenberg")
     assert (tmp_path / "1.parquet").read_bytes() == (tmp_path / "2.parquet").read_bytes()
+
+
+# -- language identification (the real lid.176 model, samples/models/lid.176.ftz) --------------------
+
+
+def test_real_books_language_identified(extracted):
+    docs, _, stats = extracted
+    for book_id, language, floor in (("1342-0", "en", 0.99), ("2600-0", "en", 0.95), ("2000", "es", 0.95)):
+        doc = docs[book_id]
+        assert (doc["language"], doc["language_source"], doc["detected_language"]) == (language, "metadata", language)
+        assert floor < doc["detected_language_score"] <= 1.0
+    assert stats.counters["language_identified"] == 3 == stats.counters["language_agreements"]
+    assert stats.counters["detected_en"] == 2 and stats.counters["detected_es"] == 1
+    assert "language_disagreements" not in stats.counters and "language_low_score" not in stats.counters
+
+
+def test_language_sample_is_bounded_and_spread(extracted):
+    text = extracted[0]["2600-0"]["text"]  # 3.2 MB
+    pieces = language_sample(text)
+    assert len(pieces) == LANGID_SLICES and all(900 <= len(p) <= LANGID_SLICE_CHARS for p in pieces)
+    starts = [text.index(p) for p in pieces]
+    assert starts == sorted(starts) and starts[0] < len(text) // 10 and starts[-1] > len(text) * 9 // 10
+    assert all(not p[0].isspace() and not p[-1].isspace() for p in pieces)  # ends moved to whitespace
+    short = text[:2500]  # a short text: consecutive slices covering all of it
+    assert "".join(language_sample(short)) == short and len(language_sample(short)) == 3
+
+
+def test_language_filled_disagreement_and_keep_list(tmp_path, extracted):
+    pp, dq = extracted[0]["1342-0"]["text"], extracted[0]["2000"]["text"]
+    books = [
+        {"id": "no-meta", "text": pp[:20_000]},  # English, no language field: filled from the detection
+        {"id": "wrong-meta", "text": pp[20_000:40_000], "language": "fr"},  # metadata wrong
+        {"id": "iso2", "text": dq[:20_000], "meta": {"language": "spa"}},  # ISO 639-2: agrees
+        {"id": "odd-meta", "text": dq[20_000:40_000], "language": "Old Castilian"},  # not comparable
+        {"id": "numbers", "text": " ".join(str(n) for n in range(2000))},  # no language to detect
+        {"id": "numbers-en", "text": " ".join(str(n) for n in range(2000)), "language": "en"},
+        {"id": "bilingual", "text": pp[40_000:50_000] + "\n\n" + dq[40_000:50_000]},
+    ]
+    path = write(tmp_path / "mixed.jsonl", jsonl(books))
+    docs, dropped, stats = run(tmp_path, [path], collection="mixed")
+    assert list(docs) == [b["id"] for b in books]  # no keep-list: every language kept
+    view = {k: (d["language"], d["language_source"], d["detected_language"]) for k, d in docs.items()}
+    assert view["no-meta"] == ("en", "detected", "en")
+    assert view["wrong-meta"] == ("fr", "metadata", "en")  # the metadata stays; the disagreement is counted
+    assert view["iso2"] == ("spa", "metadata", "es") and view["odd-meta"] == ("Old Castilian", "metadata", "es")
+    assert docs["numbers"]["detected_language_score"] < 0.5 and docs["numbers"]["language"] is None
+    assert docs["numbers"]["language_source"] is None
+    assert 0.3 < docs["bilingual"]["detected_language_score"] < 0.7  # half the slices in each language
+    assert stats.counters["language_identified"] == 7 and stats.counters["language_filled"] == 1
+    assert stats.counters["language_disagreements"] == 1 and stats.counters["language_agreements"] == 1
+    assert stats.counters["language_low_score"] == 3  # the numbers twice, the bilingual book
+
+    docs, dropped, stats = run(tmp_path, [path], collection="mixed", name="en", languages=["en"])
+    assert list(docs) == ["no-meta", "wrong-meta", "numbers-en"]  # the detection decides, else the metadata
+    assert {d["book_id"]: d["drop_reason"] for d in dropped} == {
+        "iso2": "language:es", "odd-meta": "language:es", "numbers": "language_unknown",
+        "bilingual": "language_unknown"}
+    assert dropped[0]["detected_language"] == "es"  # the audit rows carry the detection
+    assert stats.docs_in == 7 == stats.docs_out + sum(stats.dropped.values())
+
+    _, dropped, _ = run(tmp_path, [path], collection="mixed", name="fr", languages=["FR"])
+    assert {d["book_id"]: d["drop_reason"] for d in dropped}["wrong-meta"] == "language:en"
+
+
+def test_keep_list_on_real_books_and_without_a_model(tmp_path):
+    docs, dropped, stats = run(tmp_path, [PP, DQ], languages=["en"])
+    assert list(docs) == ["1342-0"] and [(d["book_id"], d["drop_reason"]) for d in dropped] == [("2000", "language:es")]
+    assert stats.dropped == {"language:es": 1} and stats.counters["detected_es"] == 1
+    # No model: the metadata alone decides, and nothing is detected.
+    docs, dropped, stats = run(tmp_path, [PP, DQ], name="nomodel", language_model=None, languages=["es"])
+    assert list(docs) == ["2000"] and docs["2000"]["detected_language"] is None
+    assert docs["2000"]["detected_language_score"] is None and docs["2000"]["language_source"] == "metadata"
+    assert stats.dropped == {"language:en": 1} and "language_identified" not in stats.counters
+    with pytest.raises(FileNotFoundError):
+        extract_books([str(PP)], str(tmp_path / "x.parquet"), collection="g", language_model=str(tmp_path / "no.ftz"))
 
 
 # -- book-level near-duplicate removal ----------------------------------------------------------------

@@ -11,7 +11,8 @@ import stages.extract.shard
 from manifests.store import read_manifest
 from pipeline.config import load_config
 from pipeline.progress import ProgressBoard, StageProgress, format_duration, shard_reporter
-from pipeline.runner import fused_steps, run_pipeline
+from pipeline.registry import STAGES
+from pipeline.runner import DISABLED, fused_steps, run_pipeline
 from stages.extract import extract_warc
 from tests.support import SAMPLES, write_config
 
@@ -34,9 +35,13 @@ def test_durations_read_as_a_person_writes_them():
 
 def test_per_document_stages_fuse_with_the_stage_they_read():
     assert fused_steps(["extract", "langid", "line_dedup_hash"]) == [["extract", "langid"], ["line_dedup_hash"]]
-    assert fused_steps(["line_dedup", "quality", "near_dedup_signatures"]) == [
-        ["line_dedup", "quality"], ["near_dedup_signatures"]]
+    assert fused_steps(["perplexity", "quality", "near_dedup_signatures"]) == [
+        ["perplexity", "quality"], ["near_dedup_signatures"]]
     assert fused_steps(["langid", "quality"]) == [["langid"], ["quality"]]
+    # Without the perplexity filter, the quality stage reads line dedup's shards, and fuses with it.
+    without_perplexity = {name: DISABLED if name.startswith("perplexity") else "hash" for name in STAGES}
+    assert fused_steps(["line_dedup", "quality"], without_perplexity) == [["line_dedup", "quality"]]
+    assert fused_steps(["line_dedup", "quality"]) == [["line_dedup"], ["quality"]]
 
 
 def test_a_running_shard_reports_to_the_board(tmp_path, monkeypatch):

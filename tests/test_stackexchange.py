@@ -1,5 +1,6 @@
 """StackExchange stage on the real site dumps in samples/stackexchange (no mocks), plus damaged
-copies of them built here: BOM/DOCTYPE, truncation, undecodable bytes, reordered rows, .7z archives."""
+copies of them built here: BOM/DOCTYPE, truncation, undecodable bytes, reordered rows, .7z archives;
+HTML to text, links and images with their URLs."""
 
 import re
 import shutil
@@ -23,6 +24,7 @@ from stages.stackexchange import (
     layout,
     parse_tags,
     select_sites,
+    site_base_url,
     site_name,
 )
 
@@ -139,8 +141,26 @@ def test_no_html_left(history, coffee):
         assert not HTML_TAG.search(d["text"]), (d["id"], HTML_TAG.search(d["text"]))
         assert not ENTITY.search(d["text"]), (d["id"], ENTITY.search(d["text"]))
     q67 = next(d for d in history[1] if d["question_id"] == 67)["text"]
-    assert "Recently our site editor posed the question 'do we need a history site'" in q67
-    assert "robert-cartaino" not in q67 and "- How does a refrigerator work?\n- How does a rocket work?" in q67
+    # Links keep their URL after their text.
+    assert ("Recently our site editor (https://history.meta.stackexchange.com/users/30/robert-cartaino) posed "
+            "the question (https://history.meta.stackexchange.com/questions/59/do-we-need-a-history-site-what-are-"
+            "you-getting-out-of-this) 'do we need a history site'") in q67
+    assert "- How does a refrigerator work? (http://www.goog" in q67
+
+
+def test_links_and_images_in_the_samples(history, coffee):
+    texts = [d["text"] for d in history[1] + coffee[1]]
+    # Relative tag links made absolute on the site; a tag badge keeps only its name.
+    raw = (COFFEE / "Posts.xml").read_text("utf-8-sig")
+    assert "&lt;a href=&quot;/questions/tagged/moka&quot; class=&quot;post-tag&quot;" in raw
+    assert not any("(/questions/" in t for t in texts)
+    images = [m.group(0) for t in texts for m in re.finditer(r"\[image: [^\]]*\]", t)]
+    assert len(images) > 100 and not any("enter image description here" in i for i in images)
+    assert "[image: hexagon thingy (http://i.imgur.com/SwXYrHa.jpg)]" in images
+    # SE's full-size wrapper (<a href=X><img src=X></a>) is the image alone; a flair image links to the profile.
+    assert any("[image: https://i.stack.imgur.com/t7O8s.png]" in t and "t7O8s.png) (" not in t for t in texts)
+    assert any("[image: MichaelF (https://history.stackexchange.com/users/flair/114.png)] "
+               "(https://history.stackexchange.com/users/114/michaelf)" in t for t in texts)
 
 
 def test_code_block_verbatim(history):
@@ -211,16 +231,71 @@ def test_html_to_text():
     )
     assert html_to_text(html) == (
         "Head & shoulders\n\n"
-        "One two three a < b four\nfive\n\n"
+        "One two three (http://x.org) a < b four\nfive\n\n"
         "- x\n  - nested\n- y\n  y2\n\n"
         "3. third\n4. fourth\n\n"
         "> quoted\n>\n> more\n\n"
         "def f():\n    return '<x>'\n\n\nprint(f())\n\n"
+        "[image: i.png]\n\n"
         "end"
     )
-    assert html_to_text("") == "" and html_to_text("<p> </p><img src=x>") == ""
+    assert html_to_text("") == "" and html_to_text("<p> </p><img>") == ""
+    assert html_to_text("<p> </p><img src=x>") == "[image: x]"
     assert html_to_text("<p>unclosed <b>bold<p>next</div></span>") == "unclosed bold\n\nnext"
     assert html_to_text("<table><tr><th>a</th><th>b</th></tr><tr><td>1</td><td>2</td></tr></table>") == "a | b\n1 | 2"
+
+
+BASE = "https://coffee.stackexchange.com/"
+
+
+@pytest.mark.parametrize("html, base, expected", [
+    ('<a href="https://en.wikipedia.org/wiki/Moka_pot">moka pot</a>', None,
+     "moka pot (https://en.wikipedia.org/wiki/Moka_pot)"),
+    ('<a href="https://example.com/a" rel="nofollow noreferrer">https://example.com/a</a>', None, "https://example.com/a"),
+    ('see <a href="http://skeptics.stackexchange.com">skeptics.stackexchange.com</a>.', None,
+     "see skeptics.stackexchange.com."),  # the text is the URL without its scheme
+    ('<a href="https://www.example.com/">example.com</a>', None, "example.com"),
+    ('<a href="https://example.com/x"></a>', None, "https://example.com/x"),  # no text: the URL
+    ('<a href="/questions/123/why">this question</a>', BASE,
+     "this question (https://coffee.stackexchange.com/questions/123/why)"),
+    ('<a href="/questions/123/why">this question</a>', None, "this question (/questions/123/why)"),
+    ('<a href="../q/5">up</a>', BASE, "up (https://coffee.stackexchange.com/q/5)"),
+    ('<img src="//i.stack.imgur.com/abc.png" alt="a grinder">', BASE, "[image: a grinder (https://i.stack.imgur.com/abc.png)]"),
+    ('<img src="//i.stack.imgur.com/abc.png" alt="a grinder">', None, "[image: a grinder (//i.stack.imgur.com/abc.png)]"),
+    ('<img src="https://i.stack.imgur.com/abc.png" alt="enter image description here">', None,
+     "[image: https://i.stack.imgur.com/abc.png]"),
+    ('<img src="https://i.stack.imgur.com/abc.png">', None, "[image: https://i.stack.imgur.com/abc.png]"),
+    ('<img alt="a chart">', None, "[image: a chart]"),
+    ('<img src="data:image/png;base64,iVBORw0KGgo=" alt="dot">', None, "[image: dot]"),
+    ('<a href="https://i.stack.imgur.com/abc.png" rel="nofollow noreferrer">'
+     '<img src="https://i.stack.imgur.com/abc.png" alt="enter image description here"></a>', None,
+     "[image: https://i.stack.imgur.com/abc.png]"),  # the full-size wrapper: the image alone
+    ('<a href="/users/85/steven"><img src="/users/flair/85.png" alt="Steven"></a>', BASE,
+     "[image: Steven (https://coffee.stackexchange.com/users/flair/85.png)] "
+     "(https://coffee.stackexchange.com/users/85/steven)"),
+    ('<a href="/questions/tagged/moka" class="post-tag" title="show questions tagged \'moka\'" rel="tag">moka</a>',
+     BASE, "moka"),
+    ('<a href="#note-1">[1]</a>', BASE, "[1]"),  # a same-page anchor
+    ('<a href="mailto:jane@example.com">write to me</a>', None, "write to me"),
+    ('<a href="javascript:void(0)">click</a>', None, "click"),
+    ('<a name="top">Top</a>', None, "Top"),  # no href
+    ('<a href=" https://example.com/a b\n/c ">x</a>', None, "x (https://example.com/a%20b/c)"),
+    ('<a href="//[broken">x</a>', BASE, "x"),  # an unparseable address
+    ('<a href="https://example.com/"><div>block</div></a>', None, "block\n\n(https://example.com/)"),
+    ('<p>see<a href="https://example.com/x"></a>.</p>', None, "see https://example.com/x."),
+    ('<pre><code><a href="https://example.com/">verbatim</a></code></pre>', None, "verbatim"),
+    ('<ul><li><a href="/help">help</a></li></ul><table><tr><td><a href="/tour">tour</a></td></tr></table>', BASE,
+     "- help (https://coffee.stackexchange.com/help)\n\ntour (https://coffee.stackexchange.com/tour)"),
+    ('<blockquote><a href="/a/1">quoted</a></blockquote>', BASE, "> quoted (https://coffee.stackexchange.com/a/1)"),
+])
+def test_links_and_images(html, base, expected):
+    assert html_to_text(html, base) == expected
+
+
+def test_site_base_url():
+    assert site_base_url("coffee.stackexchange.com") == BASE
+    assert site_base_url("stackoverflow.com") == "https://stackoverflow.com/"
+    assert site_base_url("Posts") is None and site_base_url("my site") is None
 
 
 def test_parse_tags():
