@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 CONFIG ?= configs/demo.yaml
 RUN    ?= runs/demo
-STAGES := extract wikipedia reference_pages langid line_dedup perplexity_model perplexity perplexity_cutoffs perplexity_bucket quality near_dedup quality_model quality_classifier \
+STAGES := extract wikipedia reference_pages langid line_dedup perplexity_model perplexity_score perplexity_cutoffs perplexity quality near_dedup quality_model quality_classifier \
           arxiv stackexchange github books tokenizer tokenize mixture train
 
 .PHONY: setup demo test inspect export bench bench-big-warc bench-train bench-sources clean $(STAGES)

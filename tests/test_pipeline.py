@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections import Counter
 from html import escape
 from pathlib import Path
 
@@ -44,7 +45,8 @@ OTHER_SOURCES = {
 def finished_run(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("full")
     config = load_config(
-        write_config(tmp_path, warcs=SMALL, stages={"quality_classifier": {"enabled": True}, "stackexchange": {"sites": 1}}),
+        write_config(tmp_path, warcs=SMALL, stages={"quality_classifier": {"enabled": True}, "perplexity": {"enabled": True},
+                                                    "stackexchange": {"sites": 1}}),
         inputs=OTHER_SOURCES,
     )
     run_pipeline(config)
@@ -142,6 +144,24 @@ def test_inspect_prints_the_funnel(finished_run):
     for stage in [s for s in STAGE_ORDER if s != "reference_pages"]:  # off without a crawl index
         assert f"{stage}: " in text
     assert "dropped" in text and "shard wget-2024-academic-0" in text
+
+
+def test_crawl_documents_carry_their_perplexity_bucket(finished_run):
+    [model] = read_manifest(finished_run.output_dir, "perplexity_model")
+    assert model["shard"] == "en" and model["docs_out"] > 0
+    [cutoffs_row] = read_manifest(finished_run.output_dir, "perplexity_cutoffs")
+    cutoffs = json.loads(Path(cutoffs_row["output"]).read_text())
+    assert cutoffs["en"]["from"] == "run" and 1 < cutoffs["en"]["head"] < cutoffs["en"]["tail"]
+    rows = read_manifest(finished_run.output_dir, "perplexity")
+    buckets = Counter()
+    for row in rows:
+        buckets.update({k: v for k, v in row["counters"].items() if k.startswith("bucket:")})
+        assert set(row["dropped"]) <= {"perplexity_bucket:tail"}
+    assert buckets["bucket:en:head"] and buckets["bucket:en:middle"] and buckets["bucket:en:tail"]
+    kept = [d for row in read_manifest(finished_run.output_dir, "quality") for d in read_documents(row["output"])]
+    assert kept and {d["perplexity_bucket"] for d in kept} <= {"head", "middle"}
+    assert all(d["perplexity"] < cutoffs["en"]["tail"] for d in kept)
+    assert "bucket:en:head" in format_run(finished_run.output_dir)
 
 
 def test_changed_parameters_rerun_only_that_stage_and_downstream(finished_run, tmp_path):

@@ -2,6 +2,7 @@
 on real pages extracted from the sample WARCs (no Ray, no mocks)."""
 
 import socket
+import textwrap
 
 import pyarrow.parquet as pq
 import pytest
@@ -47,6 +48,7 @@ def run(tmp_path, docs, schema_from, **settings):
     shard = tmp_path / "in.parquet"
     write_documents(shard, docs, pq.read_schema(schema_from))
     settings.setdefault("url_blocklist", None)
+    settings.setdefault("c4", {})  # off by default (a C4-style share turns it on): these tests are about its rules
     stats = filter_quality(str(shard), str(tmp_path / "out.parquet"), dropped_path=str(tmp_path / "dropped.parquet"),
                            **settings)
     kept = list(read_documents(tmp_path / "out.parquet"))
@@ -64,7 +66,7 @@ def variant(doc, n, text):
 
 
 def test_real_english_pages_mostly_pass_and_every_drop_is_accounted(english, tmp_path):
-    stats = filter_quality(str(english[0]), str(tmp_path / "q.parquet"), url_blocklist=str(BLOCKLIST),
+    stats = filter_quality(str(english[0]), str(tmp_path / "q.parquet"), url_blocklist=str(BLOCKLIST), c4={},
                            c4_badwords=str(BADWORDS), dropped_path=str(tmp_path / "d.parquet"))
     stats.check()
     assert stats.docs_in == 22
@@ -288,3 +290,49 @@ def test_tokenizer_that_cannot_load_fails_clearly(good_page, english, tmp_path):
     except ImportError:
         with pytest.raises(QualityConfigError, match="tokenizer for language 'th'.*pythainlp"):
             run(tmp_path, [good_page], english[0], gopher_repetition={"language": "th"})
+
+
+# --- C4's line deletions where a config asks for them ----------------------------------------------
+
+
+def _hard_wrapped(doc: dict) -> dict:
+    """The page as a plain-text mirror serves it: every paragraph wrapped at 72 columns."""
+    wrapped = "\n".join(line for para in doc["text"].split("\n") for line in textwrap.wrap(para, 72))
+    return variant(doc, "wrapped", wrapped)
+
+
+def test_hard_wrapped_page_is_dropped_whole_by_c4_not_kept_as_fragments(good_page, english, tmp_path):
+    page = _hard_wrapped(good_page)
+    assert page["text"].count("\n") > 3 * good_page["text"].count("\n")
+    stats, kept, dropped = run(tmp_path, [page], english[0], c4={}, redact_pii=False)
+    assert kept == [] and [d["drop_reason"] for d in dropped] == ["c4:most_text_removed"]
+    assert dropped[0]["text"] == page["text"]
+
+
+def test_without_c4_a_hard_wrapped_page_is_judged_whole(good_page, english, tmp_path):
+    page = _hard_wrapped(good_page)
+    stats, kept, _ = run(tmp_path, [page], english[0], c4=None, redact_pii=False)
+    assert [d["text"] for d in kept] == [page["text"]]
+
+
+def test_what_c4_leaves_is_checked_again_by_gopher(good_page, english, tmp_path):
+    # Lines of prose, then many short lines without end punctuation: C4 removes those, and what is
+    # left is too short for Gopher's 50 words although the page as a whole passed.
+    prose = ["The committee published its report on the state of the river in the spring of that year.",
+             "Its members had walked the banks for a decade, counting fish and measuring the water."]
+    words = [w.strip(".,;:!?\"'()") for w in good_page["text"].split()]
+    menu = [" ".join(words[i : i + 6]) for i in range(0, 600, 6)]
+    page = variant(good_page, "menu", "\n".join(prose + menu))
+    stats, kept, dropped = run(tmp_path, [page], english[0], c4={"min_num_sentences": 1},
+                               c4_max_removed_fraction=None, redact_pii=False)
+    assert [d["drop_reason"] for d in dropped] == ["after_c4_lines:gopher_quality:gopher_short_doc"]
+
+
+def test_sites_known_for_personal_information_are_dropped(good_page, english, tmp_path):
+    docs = [variant(good_page, 1, good_page["text"]) | {"url": "https://www.spokeo.com/John-Smith"},
+            variant(good_page, 2, good_page["text"]) | {"url": "https://people.whitepages.com/x"},
+            variant(good_page, 3, good_page["text"])]
+    stats, kept, dropped = run(tmp_path, docs, english[0], c4=None,
+                               personal_info_sites=str(SAMPLES / "assets" / "personal_info_sites.txt"))
+    assert [d["drop_reason"] for d in dropped] == ["personal_info_site"] * 2
+    assert [d["id"] for d in kept] == [docs[2]["id"]]
