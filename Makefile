@@ -7,7 +7,7 @@ RUN    ?= runs/demo
 STAGES := extract wikipedia reference_pages langid line_dedup perplexity_model perplexity_score perplexity_cutoffs perplexity quality near_dedup quality_model quality_classifier \
           arxiv stackexchange github books tokenizer tokenize mixture train
 
-.PHONY: setup demo test inspect export bench bench-big-warc bench-train bench-sources clean $(STAGES)
+.PHONY: setup demo test inspect export bench bench-filters bench-big-warc bench-train bench-sources clean $(STAGES)
 
 # The kenlm Python module's version (pyproject.toml): lmplz is built from the same source.
 KENLM  := 0.3.0
@@ -55,6 +55,12 @@ bench: setup
 	$(PY) bench/object_storage.py
 	$(PY) bench/quality_filter.py
 	$(PY) bench/tokenize_throughput.py
+
+# What each crawl filter keeps and drops on the labelled and sample pages, with drops to read (bench/out/filters/),
+# and the perplexity model's separation of held-out Wikipedia from dropped crawl pages.
+bench-filters: setup
+	$(PY) -m bench.crawl_filters
+	$(PY) bench/perplexity.py
 
 # A ~1 GB WARC built from the sample pages, through the extract stage: peak memory and progress (bench/big_warc.py).
 bench-big-warc: setup

@@ -35,7 +35,8 @@ done
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-"$py" -m pip download --quiet --no-deps --no-binary kenlm "kenlm==$version" -d "$work"
+# The venv's setuptools reads the source distribution's metadata: no isolated build environment.
+"$py" -m pip download --quiet --no-deps --no-binary kenlm --no-build-isolation "kenlm==$version" -d "$work"
 tar xzf "$work/kenlm-$version.tar.gz" -C "$work"
 cmake -S "$work/kenlm-$version" -B "$work/build" -DCMAKE_BUILD_TYPE=Release -DKENLM_MAX_ORDER=6 >"$work/cmake.log" 2>&1 \
     || { cat "$work/cmake.log" >&2; exit 1; }
