@@ -60,8 +60,9 @@ class StageSpec:
     unhashed: tuple[str, ...] = ()
     # Other config sections its output depends on (through its planner), hashed with its own.
     also: tuple[str, ...] = ()
-    # One output shard per shard of its only upstream stage, which it reads document by document:
-    # when both run, each shard goes through both in one task (runner.fused_steps).
+    # One output shard per shard of the last of its enabled needs, which it reads document by
+    # document (the others are the stages it reads when that one is disabled): when both run, each
+    # shard goes through both in one task (runner.fused_steps).
     fuses_with_upstream: bool = False
     # Its run function takes `progress`, called with the shard's running (docs_in, docs_out,
     # bytes read of its input) as it goes.

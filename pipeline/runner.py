@@ -149,14 +149,14 @@ def _upstream_rows(config: RunConfig, spec: StageSpec, hashes: dict[str, str]) -
 
 
 def fused_steps(stages: list[str], hashes: dict[str, str] | None = None) -> list[list[str]]:
-    """`stages` (in pipeline order) as steps: a stage that fuses with its only upstream stage (the
-    only one enabled, by `hashes`) joins that stage's step when both run, so each shard passes
+    """`stages` (in pipeline order) as steps: a stage that fuses with the stage it reads (the last of
+    its needs enabled by `hashes`) joins that stage's step when both run, so each shard passes
     through both in one task."""
     steps: list[list[str]] = []
     for name in stages:
         spec = STAGES[name]
         needs = tuple(n for n in spec.needs if hashes is None or hashes[n] != DISABLED)
-        if spec.fuses_with_upstream and steps and needs == (steps[-1][-1],):
+        if spec.fuses_with_upstream and steps and needs[-1:] == (steps[-1][-1],):
             steps[-1].append(name)
         else:
             steps.append([name])
