@@ -10,7 +10,7 @@ Scored with the `perplexity_score` stage's model class:
                        stages do, English only) that the demo's heuristic filters keep
   crawl dropped        those pages the heuristic filters drop (Gopher rules, and C4's rules as a
                        C4-style share would apply them), with the rule that dropped each
-  ccnet head           ../shared/data/ccnet: 20 real CCNet documents CCNet put in its head bucket
+  ccnet head           samples/ccnet: 20 real CCNet documents CCNet put in its head bucket
 Figures: the median perplexity of each group, and the ROC AUC of perplexity as a separator (the
 share of (wikipedia, other) pairs where the Wikipedia article scores lower; 1.0 separates fully,
 0.5 is chance); for CCNet's documents, the Spearman rank correlation of our scores with CCNet's.
@@ -43,7 +43,7 @@ from stages.quality_filters import filter_quality  # noqa: E402
 from stages.wikipedia import extract_wikipedia  # noqa: E402
 
 SAMPLES = ROOT / "samples"
-CCNET = ROOT.parent / "shared" / "data" / "ccnet"
+CCNET = ROOT / "samples" / "ccnet"
 LID_MODEL = SAMPLES / "models" / "lid.176.ftz"
 
 

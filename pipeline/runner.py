@@ -21,7 +21,6 @@ import hashlib
 import itertools
 import json
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -38,6 +37,7 @@ from manifests.store import read_manifest, record_row, write_manifest
 from pipeline import storage
 from pipeline.config import ConfigError, RunConfig
 from pipeline.progress import REFRESH_S, ProgressBoard, StageProgress, shard_reporter
+from pipeline.ray_session import ray_session
 from pipeline.registry import INPUT_STAGES, STAGE_ORDER, STAGES, ShardTask, StageSpec, expand_stages, section_of
 
 log = logging.getLogger("pipeline")
@@ -302,22 +302,6 @@ def _check_resources(stage: str, resources: dict) -> None:
                 f"stage {stage!r} asks for {wanted:g} {resource} per task but the Ray cluster has "
                 f"{available.get(resource, 0):g}; lower the stage's thread count or use a larger cluster"
             )
-
-
-@contextmanager
-def ray_session(config: RunConfig):
-    """Connect to the configured cluster, or start an embedded one for the run's duration."""
-    address = config.run.ray_address or os.environ.get("RAY_ADDRESS") or "local"
-    if ray.is_initialized():
-        yield
-        return
-    kwargs = {"num_cpus": config.run.num_cpus, "include_dashboard": False} if address == "local" else {}
-    log.info("starting Ray (%s)", "embedded local cluster" if address == "local" else address)
-    ray.init(address=address, logging_level=logging.WARNING, **kwargs)
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 def run_pipeline(config: RunConfig, stages: list[str] | None = None) -> dict[str, list[dict]]:

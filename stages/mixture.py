@@ -14,7 +14,7 @@ Written to the output directory:
 
 Token shard prefixes are relative to the run directory (the mixture directory's parent): the run
 directory can be copied or synced from object storage and still be read where it lands (run
-Megatron-LM from inside it).
+Megatron-LM from inside it, or make the prefixes absolute as README.md, "Mixture", shows).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -191,6 +192,14 @@ def build_training_set(
     return TrainingSet(positives, negatives, info, stats.check())
 
 
+def _paths_relative_to(info: dict, run_dir: str) -> dict:
+    """The card's input paths relative to the run directory when they are in it, so that a moved
+    or uploaded run directory's card still names its inputs (and two runs write the same card)."""
+    prefix = run_dir.rstrip("/") + "/"
+    return {key: [path.removeprefix(prefix) for path in value] if key.endswith("_paths") else value
+            for key, value in info.items()}
+
+
 MODEL_FILE = "quality.ftz"
 REFERENCE_URLS_FILE = "reference_urls.txt"
 
@@ -222,8 +231,9 @@ def train_quality_classifier(
             max_examples=max_examples, seed=seed, min_positives=min_positives,
             reference_pages_paths=reference_pages_paths,
         )
+        sources = _paths_relative_to(data.info, os.path.dirname(str(output_dir)))
         card = train_quality_model(
-            data.positives, data.negatives, tmp / MODEL_FILE, seed=seed, sources=data.info, **hyperparameters,
+            data.positives, data.negatives, tmp / MODEL_FILE, seed=seed, sources=sources, **hyperparameters,
         )
     metrics = card["heldout_metrics"]
     stats = data.stats

@@ -21,7 +21,7 @@ from stages.wikipedia import extract_wikipedia
 from tests.support import SAMPLES, write_config
 
 DUMP = SAMPLES / "wikipedia" / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
-CCNET = Path(__file__).resolve().parents[2] / "shared" / "data" / "ccnet"
+CCNET = SAMPLES / "ccnet"
 HELD_OUT_EVERY = 10
 
 # What the crawl filters drop: navigation, shop and spam pages, as the extract stage leaves them.

@@ -3,6 +3,7 @@ validation and the measurements."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -100,7 +101,7 @@ def _cli(data, out: Path, *extra: str) -> list[str]:
 
 def test_a_killed_process_resumes_to_the_same_loss_curve(tmp_path, data):
     """SIGKILL a real training process once it has checkpointed, then `--resume`: the steps from the
-    checkpoint on repeat the uninterrupted run's losses exactly."""
+    checkpoint on repeat the uninterrupted run's losses exactly, and its checkpoints' RNG states."""
     subprocess.run(_cli(data, tmp_path / "full"), cwd=REPO, check=True, capture_output=True, timeout=300)
     full = step_records(tmp_path / "full")
 
@@ -118,6 +119,14 @@ def test_a_killed_process_resumes_to_the_same_loss_curve(tmp_path, data):
     resumed = step_records(killed)
     assert sorted(resumed) == list(range(30))
     assert [resumed[s]["loss"] for s in range(30)] == [full[s]["loss"] for s in range(30)]
+    # Byte for byte, though not the model files: their config says resume.
+    assert _rng_and_metadata_digests(killed) == _rng_and_metadata_digests(tmp_path / "full")
+
+
+def _rng_and_metadata_digests(out: Path) -> dict[str, str]:
+    checkpoints = out / "checkpoints"
+    files = sorted(checkpoints.glob("step-*/rng-rank*.pt")) + sorted(checkpoints.glob("step-*/.metadata"))
+    return {str(path.relative_to(out)): hashlib.sha256(path.read_bytes()).hexdigest() for path in files}
 
 
 def test_compiled_blocks_train_as_eager_ones(tmp_path, data):

@@ -6,6 +6,10 @@ detector's window) and each rank's RNG states. It is written as .tmp-step-NNNNNN
 every rank has finished, so a directory named step-* is always complete; a crash mid-save leaves
 only a .tmp-* directory, which is never loaded and is replaced by the next save.
 
+Two runs of the same config write the same bytes: the RNG states are those the trainer seeded
+(trainer.train), and DCP's .metadata leaves out the storage record it would otherwise hold (the
+directory's absolute path and a random save id), which no load reads.
+
 checkpoint.pt is the consolidated model (full, unsharded weights and the configs) that the pipeline
 and the exporters read; it has no optimizer state.
 """
@@ -73,6 +77,13 @@ def _rng_states() -> dict:
     return states
 
 
+class _RunIndependentWriter(dcp.FileSystemWriter):
+    """DCP's file writer, without the StorageMeta (checkpoint path, uuid4 save id) in .metadata."""
+
+    def storage_meta(self) -> None:
+        return None
+
+
 def save_resumable(
     out: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, train_state: dict, keep: int
 ) -> Path:
@@ -87,7 +98,7 @@ def save_resumable(
     model_state, optimizer_state = get_state_dict(model, optimizer)
     state = {"model": model_state, "optimizer": optimizer_state, "train": train_state}
     with _single_process_quiet():
-        dcp.save(state, checkpoint_id=temporary, no_dist=not dist.is_initialized())
+        dcp.save(state, storage_writer=_RunIndependentWriter(temporary), no_dist=not dist.is_initialized())
     torch.save(_rng_states(), temporary / f"rng-rank{_rank()}.pt")
     barrier()
     if _rank() == 0:

@@ -262,6 +262,9 @@ def _train(data, vocab_size: int, out: Path, config: TrainConfig, world: World) 
     if world.device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls (precision fp32) on tensor cores
     out.mkdir(parents=True, exist_ok=True)
+    # Weights and data draw from generators of their own; the global ones draw nothing the run
+    # depends on, but every checkpoint saves their states, and each process starts them randomly.
+    torch.manual_seed(config.seed)
     accumulation = accumulation_steps(config, world.size)
     global_samples = config.batch_size * accumulation * world.size
     global_tokens = global_samples * config.seq_len
