@@ -177,13 +177,16 @@ def test_truncated_gzip_keeps_documents_before_the_cut(extracted, tmp_path):
     assert docs == full[: len(docs)]
 
 
-def test_file_cut_inside_record_headers(extracted, tmp_path):
-    """warcio yields the cut header block as a record without Content-Length and ends quietly."""
+@pytest.mark.parametrize("cut", [40, "Content-Length:"])
+def test_file_cut_inside_record_headers(extracted, tmp_path, cut):
+    """A header block the end of the file cuts is a truncated record, like a cut block; also when the
+    cut leaves "Content-Length:" with no value (warcio reads it as 0)."""
     plain = gzip.decompress(CC_EXCERPT.read_bytes())
     start = plain.index(b"WARC/1.0", len(plain) // 2)
-    warc = damaged_copy(tmp_path, plain[: start + 40])
+    end = start + 40 if cut == 40 else plain.index(b"Content-Length:", start) + len(cut)
+    warc = damaged_copy(tmp_path, plain[:end])
     stats, docs = run(warc, tmp_path)
-    assert corrupt(stats) == {"corrupt_record": 1}  # no Content-Length left in the header block
+    assert corrupt(stats) == {"corrupt_truncated": 1}
     full = extracted[CC_EXCERPT.name][1]
     assert [d["url"] for d in docs] == [d["url"] for d in full[: len(docs)]] and docs
 
@@ -343,3 +346,13 @@ def test_the_page_limit_counts_cpu_time_so_load_does_not_change_the_output(tmp_p
             process.wait()
     assert wall > 1.5 > cpu, f"the premise: loaded wall time {wall:.2f}s, CPU time {cpu:.2f}s"
     assert dict(stats.dropped) == {} and len(docs) == 1
+
+
+@pytest.mark.parametrize("label", ["base64", "rot13", "hex", "zlib", "uu", "idna", "undefined"])
+def test_a_charset_that_is_no_text_codec_falls_back_to_detection(tmp_path, label):
+    """Python resolves these labels to codecs that do not decode bytes to text (bytes-to-bytes,
+    str-to-str, or none at all): like an unknown label, they are passed over."""
+    cafe = ARTICLE.replace("valley", "Café valley")
+    records = [{"payload": cafe.encode(), "headers": [("Content-Type", f"text/html; charset={label}")]}]
+    stats, docs = run(write_warc(tmp_path / f"{label}.warc.gz", records), tmp_path)
+    assert dict(stats.dropped) == {} and "Café valley" in docs[0]["text"]

@@ -220,14 +220,6 @@ def test_an_empty_gzip_member_is_not_damage(tmp_path):
     assert not corrupt(stats)
 
 
-def test_whole_file_gzip_keeps_its_first_record(tmp_path):
-    """One gzip member for the whole file: warcio reads its first record only, as before."""
-    plain = gzip.decompress(CC_EXCERPT.read_bytes())
-    pages, stats = read_both(write(tmp_path, gzip.compress(plain)))
-    assert pages == [] and stats.docs_in == 2
-    assert dict(stats.dropped) == {"record_type_warcinfo": 1, "corrupt_record": 1}
-
-
 def test_plain_warc_reads_on_after_a_mangled_header(tmp_path):
     """A record whose Content-Length line is mangled: reading goes on at the next `WARC/1.0` line."""
     plain = gzip.decompress(CC_EXCERPT.read_bytes())

@@ -2,7 +2,8 @@
 
     records          WARC and ARC records to HTML pages; every other record and all damage counted
       fastwarc_reader  FastWARC over the healthy stretches of a file
-      warcio_reader    warcio, one record at a time, wherever FastWARC might read differently
+      warcio_reader    warcio, one record (or gzip member) at a time, wherever FastWARC might read
+                       differently; `members` a gzip member's bytes as a stream
       resync           the next record after damage (next gzip member, next record line)
       classify         a record to a page or the reason it is not one; http_head its HTTP headers
     charset          page bytes to text

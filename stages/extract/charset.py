@@ -57,7 +57,9 @@ def _codec(label: str | None, from_meta: bool = False) -> str | None:
         return None
     try:
         name = codecs.lookup(label).name
-        b"".decode(name)  # rejects bytes-to-bytes codecs such as base64
+        # Not a text codec (base64, rot13), or one that cannot decode bytes with replacement
+        # (idna, undefined) raises here. (Empty bytes would decode without the check.)
+        b"\xff".decode(name, "replace")
     except (LookupError, ValueError):
         return None
     # A page that reached us as bytes through a <meta> cannot really be UTF-16 (HTML spec).

@@ -33,12 +33,16 @@ class Dropped(Exception):
 
 @dataclass(frozen=True)
 class HtmlPage:
+    """`offset`: the record's byte offset in the file, its gzip member's; `offset_in_member`: for a
+    record after the first in a gzip member, how far into the member's bytes it starts."""
+
     offset: int
     url: str | None
     warc_record_id: str | None
     date: str | None
     body: bytes
     http_charset: str | None
+    offset_in_member: int = 0
 
 
 @dataclass
@@ -55,7 +59,9 @@ class Record:
     block: BinaryIO
 
 
-def classify(record: Record, offset: int, max_html_bytes: int) -> HtmlPage | str:
+def classify(
+    record: Record, offset: int, max_html_bytes: int, offset_in_member: int = 0
+) -> HtmlPage | str:
     """The record as an HtmlPage, or the reason it is not one. May leave the record partly read."""
     try:
         if record.rec_type == "resource" and _is_html_resource(record):
@@ -73,6 +79,7 @@ def classify(record: Record, offset: int, max_html_bytes: int) -> HtmlPage | str
         date=_iso_date(record.date),
         body=body,
         http_charset=content_type_charset(content_type),
+        offset_in_member=offset_in_member,
     )
 
 

@@ -11,10 +11,12 @@ instead when FastWARC fails on it, or where the two could differ:
   blank-looking line, which ends warcio's header block), a record cut short;
 - in a plain file, anything but blank lines between a record's content and the next record
   (FastWARC also reads a record right after the content);
-- in a gzip file, anything but one record per member. FastWARC reads on across members, so this
-  shows only in its offsets (`stream_pos`) and in gzip's size field: a second record in a member
-  repeats the member's offset, or gives the next member's or the end of the file; a record split
-  over members leaves its last member smaller than the record. So an outcome is passed on only
+- in a gzip file, anything but one record per member (warcio reads a member holding several, a
+  whole-file gzip, on its own). FastWARC reads on across members, so this shows only in its offsets
+  (`stream_pos`) and in gzip's size field: a second record in a member repeats the member's offset,
+  or gives a position inside the member's compressed bytes, where no member starts, or the next
+  member's, or the end of the file; a record split over members leaves its last member smaller
+  than the record. So an outcome is passed on only
   once the two records after it have read well, and warcio takes over at the oldest record not yet
   passed on. At the end, the last member must end the file (FastWARC stops quietly at an empty
   member, where warcio reads on); the last records of a plain file are left to warcio.
@@ -32,7 +34,8 @@ from fastwarc.warc import ArchiveIterator, WarcRecord, WarcRecordPayloadReader
 
 from stages.extract.classify import HTTP_SCHEMES, PAGE_TYPES, HtmlPage, Record, classify, type_reason
 from stages.extract.http_head import HttpHead, parse_http_head
-from stages.extract.warcio_reader import GZIP_MAGIC, GzipMember, skip_blank
+from stages.extract.members import GzipMember
+from stages.extract.warcio_reader import GZIP_MAGIC, skip_blank
 
 WARC_VERSIONS = ("WARC/1.1", "WARC/1.0", "WARC/0.17", "WARC/0.18")  # warcio's
 HTTP_RECORDS = ("response", "request", "revisit")  # warcio parses their HTTP headers
@@ -85,16 +88,18 @@ def read_healthy(
 def _follows(stream: BinaryIO, plain: bool, bound: int | None, start: int) -> bool:
     """Whether the record at `start` follows the one before as warcio needs: in a plain file after
     blank lines only (FastWARC also reads a record right after the content); in a gzip file in a
-    member of its own, the one before it holding the whole record before (at least `bound` bytes),
-    not a tail: warcio calls a record split over two members cut short. os.pread: FastWARC is
-    reading `stream`."""
+    member of its own (FastWARC places a later record of a member inside the member's compressed
+    bytes, where no member starts), the one before it holding the whole record before (at least
+    `bound` bytes), not a tail: warcio calls a record split over two members cut short. os.pread:
+    FastWARC is reading `stream`."""
     if plain:
         if bound is None or not 0 < start - bound <= MAX_GAP_BYTES:
             return False
         gap = os.pread(stream.fileno(), start - bound, bound)
         return gap.endswith(b"\n") and gap.isspace()
-    member_bytes = int.from_bytes(os.pread(stream.fileno(), 4, start - 4), "little")  # gzip's ISIZE
-    return bound < 1 << 32 and member_bytes >= bound
+    around = os.pread(stream.fileno(), 8, start - 4)  # the member before's ISIZE, then this one's magic
+    member_bytes = int.from_bytes(around[:4], "little")
+    return bound < 1 << 32 and member_bytes >= bound and around.startswith(GZIP_MAGIC, 4)
 
 
 def _content_end(stream: BinaryIO, start: int, length: int) -> int | None:

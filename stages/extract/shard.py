@@ -10,8 +10,9 @@ Drop reasons after a record became a page (see `stages.extract.records` for thos
     text_too_short          extracted text shorter than min_text_chars
 
 Document fields: `id` is a 24-hex BLAKE2b digest of source, WARC file name and the record's byte
-offset in the file, so it is stable across runs and unique as long as WARC file names are unique
-within a source (Common Crawl's are); `url` is WARC-Target-URI; `date` is WARC-Date in UTC.
+offset in the file (with its offset in its gzip member when a member holds several records), so
+it is stable across runs and unique as long as WARC file names are unique within a source (Common
+Crawl's are); `url` is WARC-Target-URI; `date` is WARC-Date in UTC.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def extract_warc(
     id_prefix = f"{source}\0{Path(warc_path).name}\0"
     documents = (
         {
-            "id": _digest(id_prefix + str(page.offset)),
+            "id": _digest(id_prefix + _place(page)),
             "source": source,
             "url": page.url,
             "warc_record_id": page.warc_record_id,
@@ -129,6 +130,12 @@ def page_text(page: HtmlPage, to_text: Extractor, timeout_s: float) -> str:
     if not text or not text.strip():
         raise Dropped("no_text_extracted")
     return text.strip()
+
+
+def _place(page: HtmlPage) -> str:
+    """The record's place in its file: its offset, and for a record after the first of a gzip
+    member (a whole-file gzip) how far into the member it starts."""
+    return f"{page.offset}+{page.offset_in_member}" if page.offset_in_member else str(page.offset)
 
 
 def _digest(key: str) -> str:
