@@ -5,6 +5,7 @@
 | stage         | string             | stage name                                                  |
 | shard         | string             | shard name, unique within the stage                         |
 | inputs        | list<string>       | input paths the shard read                                  |
+| input_versions | list<string>, nullable | what each input held when the shard was planned (below) |
 | output        | string             | the shard's output path (a prefix for .bin/.idx pairs)      |
 | docs_in       | int64              | documents (or records) read                                 |
 | docs_out      | int64              | documents written                                           |
@@ -20,6 +21,13 @@
 | node          | string, nullable   | the Ray node that ran the shard (its node id)               |
 
 Invariant for every row: docs_in == docs_out + sum(dropped.values()).
+
+`input_versions` holds one entry per input, in the order of `inputs`, which resuming compares with
+what they hold now: `shard:DIGEST` for one an upstream shard wrote (a digest of that shard's row:
+its config hash, input versions and counts, so a shard recomputed from other inputs has another),
+`sha256:DIGEST` for a model or list the config names, `SIZE:MTIME_NS` for another file (on object
+storage its size and LastModified), `dir:DIGEST` for a folder (its files' names, sizes and times),
+"" for an HTTP URL (not checked). Null in rows written before the column existed.
 """
 
 import pyarrow as pa
@@ -32,6 +40,7 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("stage", pa.string(), nullable=False),
         pa.field("shard", pa.string(), nullable=False),
         pa.field("inputs", pa.list_(pa.string()), nullable=False),
+        pa.field("input_versions", pa.list_(pa.string())),
         pa.field("output", pa.string(), nullable=False),
         pa.field("docs_in", pa.int64(), nullable=False),
         pa.field("docs_out", pa.int64(), nullable=False),

@@ -81,6 +81,7 @@ def _recorded_row(path: str) -> dict:
     row = json.loads(storage.read_text(path))
     row["finished_at"] = datetime.fromisoformat(row["finished_at"])
     row.setdefault("node", None)
+    row.setdefault("input_versions", None)
     return row
 
 
@@ -92,6 +93,7 @@ def write_manifest(run_dir: str | Path, stage: str, rows: list[dict]) -> str:
     """Replace the stage's manifest with `rows` (sorted by shard), atomically, and drop the row
     files recorded since: `rows` must include those still wanted (read them with read_manifest)."""
     path = str(manifest_path(run_dir, stage))
+    _remove_leftover_temporaries(run_dir, stage)
     pending = _row_files(run_dir, stage)
     buffer = pa.BufferOutputStream()
     pq.write_table(_table(sorted(rows, key=lambda r: r["shard"])), buffer)
@@ -102,11 +104,22 @@ def write_manifest(run_dir: str | Path, stage: str, rows: list[dict]) -> str:
     return path
 
 
+def _remove_leftover_temporaries(run_dir: str | Path, stage: str) -> None:
+    """The stage's row files and table a killed driver was writing (`.NAME.tmp-*`). Only on a local
+    disk: an object store shows an object only once it is whole."""
+    if storage.is_remote(run_dir):
+        return
+    table = Path(manifest_path(run_dir, stage))
+    for leftover in [*table.parent.glob(f".{table.name}.*"), *Path(rows_dir(run_dir, stage)).glob(".*")]:
+        leftover.unlink(missing_ok=True)
+
+
 def _read_table(path: str) -> list[dict]:
     with storage.open_input_file(path) as file:
         table = pq.read_table(file)
-    if "node" not in table.column_names:  # written before the column existed
-        table = table.append_column("node", pa.nulls(len(table), pa.string()))
+    for column in ("node", "input_versions"):
+        if column not in table.column_names:  # written before the column existed
+            table = table.append_column(column, pa.nulls(len(table), MANIFEST_SCHEMA.field(column).type))
     return table.select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA).to_pylist()
 
 

@@ -49,6 +49,9 @@ class StageSpec:
     resources: Callable[[dict], dict] = field(default=lambda params: {"num_cpus": 1})
     # The file whose presence means a shard's output is complete (the .idx of a .bin/.idx pair).
     completion_marker: Callable[[str], Path | storage.Location] = location
+    # Files or folders a shard writes beside its output, other than its completion marker (the
+    # wikipedia stage's reference URLs, the tokenizer's Hugging Face export).
+    side_outputs: Callable[[str], list[str]] = lambda output: []
     # Whether the config asks for this stage at all (a source with inputs, a filter turned on). A
     # disabled stage is skipped and gives the stages that need it no rows.
     enabled: Callable[[RunConfig], bool] = lambda config: True
@@ -71,6 +74,10 @@ class StageSpec:
     def params(self, config: RunConfig) -> dict:
         params = section_of(config, self.section).model_dump()
         return params if self.settings is None else {k: params[k] for k in self.settings}
+
+    def written_paths(self, output: str) -> list[str]:
+        """What a shard with this output writes, but for its dropped documents."""
+        return [output, str(self.completion_marker(output)), *self.side_outputs(output)]
 
 
 def section_of(config: RunConfig, section: str):
@@ -308,6 +315,11 @@ def plan_tokenizer(config: RunConfig, rows: Upstream) -> list[ShardTask]:
     model = config.output_dir / "tokenizer" / "tokenizer.model"
     return [ShardTask("tokenizer", [path for path, _ in inputs], str(model),
                       options={"sample_rates": [rate for _, rate in inputs]})]
+
+
+def _tokenizer_export(model: str) -> Path | storage.Location:
+    """Where the tokenizer stage puts the Hugging Face export of its model (stages.tokenizer.hf_export_dir)."""
+    return location(model).parent / "hf"
 
 
 def _text_bytes(shard: str) -> int:
@@ -595,11 +607,17 @@ def minhash_dedup(name: str, documents: str, section: str, enabled: Callable[[Ru
             for i, r in enumerate(rows[documents])
         ]
 
+    # How many documents are hashed at once: each document's signature is its own.
+    unhashed = ("batch_size",)
     return [
-        StageSpec(f"{name}_signatures", section, (documents,), plan_signatures, run_minhash, enabled=enabled),
-        StageSpec(f"{name}_pairs", section, (f"{name}_signatures",), plan_pairs, run_minhash_pairs, enabled=enabled),
-        StageSpec(f"{name}_clusters", section, (f"{name}_pairs",), plan_clusters, run_minhash_clusters, enabled=enabled),
-        StageSpec(name, section, (documents, f"{name}_clusters"), plan_removal, run_near_dedup, enabled=enabled),
+        StageSpec(f"{name}_signatures", section, (documents,), plan_signatures, run_minhash, enabled=enabled,
+                  unhashed=unhashed),
+        StageSpec(f"{name}_pairs", section, (f"{name}_signatures",), plan_pairs, run_minhash_pairs, enabled=enabled,
+                  unhashed=unhashed),
+        StageSpec(f"{name}_clusters", section, (f"{name}_pairs",), plan_clusters, run_minhash_clusters, enabled=enabled,
+                  unhashed=unhashed),
+        StageSpec(name, section, (documents, f"{name}_clusters"), plan_removal, run_near_dedup, enabled=enabled,
+                  unhashed=unhashed),
     ]
 
 
@@ -689,7 +707,8 @@ PERPLEXITY = [
               _threads("num_threads"), lambda output: location(output) / "meta.json",
               enabled=lambda config: bool(_trained_languages(config)),
               settings=("vocab_size", "max_articles", "seed", "train_memory", "kenlm_bin", "num_threads"),
-              unhashed=("train_memory", "kenlm_bin", "num_threads")),
+              # Not num_threads: SentencePiece's unigram training gives another model on another count.
+              unhashed=("train_memory", "kenlm_bin")),
     StageSpec("perplexity_score", "perplexity", ("line_dedup", "perplexity_model"), plan_perplexity_score,
               run_perplexity_score, completion_marker=_histogram_file,
               enabled=lambda config: config.stages.perplexity.enabled, settings=("models",)),
@@ -714,7 +733,7 @@ SPECS = [
     *LINE_DEDUP,
     # Wikipedia, and the perplexity models it trains
     StageSpec("wikipedia", "wikipedia", (), _one_shard_per_input("wikipedia", "wikipedia", (".bz2", ".xml")),
-              run_wikipedia, enabled=_has_inputs("wikipedia")),
+              run_wikipedia, side_outputs=lambda output: [_references_of(output)], enabled=_has_inputs("wikipedia")),
     *PERPLEXITY,
     StageSpec("quality", "quality", ("line_dedup", "perplexity"), plan_quality, run_quality,
               fuses_with_upstream=True),
@@ -729,7 +748,7 @@ SPECS = [
               settings=QUALITY_MODEL_SETTINGS),
     StageSpec("quality_classifier", "quality_classifier", ("near_dedup", "quality_model"),
               plan_quality_classifier, run_quality_classifier,
-              enabled=lambda config: config.stages.quality_classifier.enabled, settings=("threshold",)),
+              enabled=lambda config: config.stages.quality_classifier.enabled, settings=("threshold", "model")),
     # The other sources
     StageSpec("arxiv", "arxiv", (), _one_shard_per_input("arxiv", "arxiv", (".gz", ".tgz", ".tar", ".tex")),
               run_arxiv, enabled=_has_inputs("arxiv")),
@@ -743,12 +762,16 @@ SPECS = [
     StageSpec("books", "books", (), plan_books, run_books, enabled=_has_inputs("books")),
     *BOOKS_DEDUP,
     # Tokenizer, token shards, training
+    # Its num_threads is hashed: SentencePiece's BPE training gives another model on another count.
     StageSpec("tokenizer", "tokenizer", CLEAN_DOCUMENT_STAGES, plan_tokenizer, run_tokenizer, _threads("num_threads"),
-              lambda model: location(model).parent / "hf" / "tokenizer.json", also=("mixture",)),
+              lambda model: _tokenizer_export(model) / "tokenizer.json",
+              side_outputs=lambda model: [str(_tokenizer_export(model))], also=("mixture",)),
+    # Encoding a document gives the same ids whatever the threads and the batches.
     StageSpec("tokenize", "tokenize", (*CLEAN_DOCUMENT_STAGES, "tokenizer"), plan_tokenize, run_tokenize,
-              _threads("num_threads")),
+              _threads("num_threads"), unhashed=("num_threads", "batch_docs")),
     StageSpec("mixture", "mixture", ("tokenize",), plan_mixture, run_mixture, also=("train",)),
-    StageSpec("train", "train", ("mixture", "tokenizer"), plan_train, run_train,
+    # It reads the token shards the mixture names: their rows are what they hold.
+    StageSpec("train", "train", ("mixture", "tokenizer", "tokenize"), plan_train, run_train,
               lambda p: {"num_cpus": p["threads"], "num_gpus": 1 if p["device"] == "cuda" else 0}),
 ]
 STAGES: dict[str, StageSpec] = {spec.name: spec for spec in SPECS}

@@ -5,11 +5,14 @@ run in the same task as it, shard by shard, when both run: one read of the docum
 scheduling round less, while each stage keeps its own output, manifest row and drop reasons.
 Shards run largest first; a progress line with rates and an ETA is logged every few seconds.
 
-A shard counts as finished when its manifest row says `done` under the same config hash and
-inputs and its output still exists; anything else is (re)computed. Outputs are renamed into place
-by the stage functions (and, for a remote run directory, uploaded by pipeline.storage) before the
-task returns, and the driver records the row only after that, so a run killed at any moment
-resumes with only its unfinished shards.
+A shard counts as finished when its manifest row says `done` under the same config hash, inputs
+and input versions (what its inputs hold: a file's size and time, or the row of the upstream shard
+that wrote it, manifests/schema.py) and its output still exists; anything else is (re)computed. A
+stage's config hash covers the content of the model and list files its settings name. Outputs are
+renamed into place by the stage functions (and, for a remote run directory, uploaded by
+pipeline.storage) before the task returns, and the driver records the row only after that, so a
+run killed at any moment resumes with only its unfinished shards; what killed attempts left
+half-written is removed when a step starts and when it ends.
 
 On a cluster of several nodes the run directory and the inputs must be where every node reaches
 them: object storage, or a filesystem all nodes mount (`run.shared_filesystem`).
@@ -21,12 +24,15 @@ import hashlib
 import itertools
 import json
 import logging
+import os
 import shutil
 import tempfile
 import time
 import traceback
+from collections import ChainMap, defaultdict
+from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -53,6 +59,7 @@ def _row(stage: str, task: ShardTask, config_hash: str, **fields) -> dict:
         "stage": stage,
         "shard": task.shard,
         "inputs": task.inputs,
+        "input_versions": None,  # set by the driver, which knows what its inputs hold
         "output": task.output,
         "docs_in": 0,
         "docs_out": 0,
@@ -114,19 +121,96 @@ def stage_hashes(config: RunConfig) -> dict[str, str]:
         params = {k: v for k, v in spec.params(config).items() if k not in spec.unhashed}
         if spec.also:
             params = {**params, "also": {s: section_of(config, s).model_dump() for s in spec.also}}
-        payload = json.dumps({"stage": name, "params": params, "upstream": upstream}, sort_keys=True)
+        files = {path: storage.content_digest(path) for path in _named_files(params)}
+        payload = json.dumps({"stage": name, "params": params, "files": files, "upstream": upstream}, sort_keys=True)
         hashes[name] = hashlib.sha256(payload.encode()).hexdigest()[:16]
     return hashes
 
 
-def _finished_shards(spec: StageSpec, rows: dict[str, dict], tasks: dict[str, ShardTask], config_hash: str) -> set[str]:
-    """The shards whose row says done under this config hash and these inputs, and whose output is
-    still there (checked for all shards at once: one listing per folder on object storage)."""
+def _named_files(settings) -> list[str]:
+    """The local files that settings name (models, word lists), wherever they are in them: the
+    strings that are paths of existing files."""
+    if isinstance(settings, dict):
+        return [path for value in settings.values() for path in _named_files(value)]
+    if isinstance(settings, (list, tuple)):
+        return [path for value in settings for path in _named_files(value)]
+    is_file = isinstance(settings, str) and not storage.is_remote(settings) and os.path.isfile(settings)
+    return [settings] if is_file else []
+
+
+# What a finished shard was computed from and what it wrote, but not when, where or how fast: a
+# shard recomputed from the same inputs with the same settings keeps its version.
+VERSIONED_FIELDS = ("stage", "shard", "config_hash", "input_versions", "docs_in", "docs_out", "dropped", "bytes_out",
+                    "tokens", "counters")
+
+
+def shard_version(row: dict) -> str:
+    """The version of what a shard wrote, for the shards that read it."""
+    identity = json.dumps({field: row[field] for field in VERSIONED_FIELDS}, sort_keys=True)
+    return f"shard:{hashlib.sha256(identity.encode()).hexdigest()[:16]}"
+
+
+def _produced_versions(rows: Iterable[dict]) -> dict[str, str]:
+    """Each path the rows' shards wrote (output, completion marker, side outputs), with its shard's version."""
+    versions: dict[str, str] = {}
+    for row in rows:
+        versions.update(dict.fromkeys(STAGES[row["stage"]].written_paths(row["output"]), shard_version(row)))
+    return versions
+
+
+def _produced_by(uri: str, produced: Mapping[str, str]) -> str | None:
+    """The version of the upstream shard that wrote `uri`, or a folder holding it; None if none did."""
+    path = uri
+    while path not in produced:
+        parent = path.rsplit("/", 1)[0]
+        if parent in ("", path):
+            return None
+        path = parent
+    return produced[path]
+
+
+@dataclass(frozen=True)
+class InputVersions:
+    """What the inputs of a step's shards hold."""
+
+    produced: dict[str, str]  # each path an upstream shard wrote: that shard's version
+    external: dict[str, str]  # each other input: its own version
+
+    @classmethod
+    def of_step(cls, upstream: list[dict], tasks: list[ShardTask], settings: list[dict]) -> "InputVersions":
+        """From the rows of the shards the step reads, and for the other inputs, a file the
+        settings name by its content (as in the config hash), any other from its folder's listing."""
+        produced = _produced_versions(upstream)
+        uris = {uri for task in tasks for uri in task.inputs if _produced_by(uri, produced) is None}
+        named = {path for params in settings for path in _named_files(params)} & uris
+        external = {**storage.versions(uris - named), **{path: storage.content_digest(path) for path in named}}
+        return cls(produced, external)
+
+    def of(self, task: ShardTask, written: Mapping[str, str] | None = None) -> list[str]:
+        """The versions of the task's inputs; `written`: what the stages before it in its chain just wrote."""
+        produced = ChainMap(written or {}, self.produced)
+        return [_produced_by(uri, produced) or self.external[uri] for uri in task.inputs]
+
+    def recorded_in(self, rows: list[dict], tasks: dict[str, dict[str, ShardTask]]) -> list[dict]:
+        """One shard's rows, from each stage of its chain, with their inputs' versions."""
+        versioned, written = [], {}
+        for row in rows:
+            row = {**row, "input_versions": self.of(tasks[row["stage"]][row["shard"]], written)}
+            written.update(_produced_versions([row]))
+            versioned.append(row)
+        return versioned
+
+
+def _finished_shards(spec: StageSpec, rows: dict[str, dict], tasks: dict[str, ShardTask], config_hash: str,
+                     versions: InputVersions) -> set[str]:
+    """The shards whose row says done under this config hash and these inputs, holding what they
+    hold now, and whose output is still there (checked for all shards at once: one listing per
+    folder on object storage)."""
     recorded = {
         shard: str(spec.completion_marker(task.output))
         for shard, task in tasks.items()
         if (row := rows.get(shard)) and row["status"] == DONE and row["config_hash"] == config_hash
-        and row["inputs"] == task.inputs
+        and row["inputs"] == task.inputs and row["input_versions"] == versions.of(task)
     }
     present = storage.existing(recorded.values())
     return {shard for shard, marker in recorded.items() if marker in present}
@@ -167,15 +251,20 @@ def run_step(config: RunConfig, names: list[str], hashes: dict[str, str], board)
     """Run a stage, or a chain of stages fused shard by shard; return each stage's manifest rows."""
     specs = [STAGES[n] for n in names]
     params = {spec.name: spec.params(config) for spec in specs}
-    plans = {names[0]: specs[0].plan(config, _upstream_rows(config, specs[0], hashes))}
+    upstream_rows = _upstream_rows(config, specs[0], hashes)
+    plans = {names[0]: specs[0].plan(config, upstream_rows)}
     for before, spec in zip(specs, specs[1:]):
         # Planned from the tasks of the stage before it, finished or not: they run in one task.
         upstream = [{"shard": t.shard, "output": t.output} for t in plans[before.name]]
         plans[spec.name] = spec.plan(config, {before.name: upstream})
     tasks = {name: {t.shard: t for t in plans[name]} for name in names}
     previous = {name: {r["shard"]: r for r in read_manifest(config.output_dir, name)} for name in names}
+    # A fused stage reads what the stage before it writes: its rows from before, or those its chain makes.
+    versions = InputVersions.of_step(
+        [*(r for rows in upstream_rows.values() for r in rows), *(r for n in names[:-1] for r in previous[n].values())],
+        [task for name in names for task in tasks[name].values()], list(params.values()))
 
-    done_before = {spec.name: _finished_shards(spec, previous[spec.name], tasks[spec.name], hashes[spec.name])
+    done_before = {spec.name: _finished_shards(spec, previous[spec.name], tasks[spec.name], hashes[spec.name], versions)
                    for spec in specs}
     rows: dict[str, dict[str, dict]] = {name: {} for name in names}
     chains = []
@@ -194,9 +283,7 @@ def run_step(config: RunConfig, names: list[str], hashes: dict[str, str], board)
         log.info("[%s] %d shards: %d already done, %d to run", name, len(tasks[name]), len(rows[name]),
                  len(tasks[name]) - len(rows[name]))
         write_manifest(config.output_dir, name, list(rows[name].values()))
-    for steps in chains:
-        for _, task, _, _ in steps:
-            _remove_stale_temporaries(task)
+    _remove_leftover_temporaries(specs, tasks)
 
     resources = _chain_resources([spec.resources(params[spec.name]) for spec in specs])
     _check_resources(label, resources)
@@ -228,7 +315,7 @@ def run_step(config: RunConfig, names: list[str], hashes: dict[str, str], board)
             shard = steps[0][1].shard
             progress.finish(shard, chain_rows[0], sizes[shard])
             finished.append(shard)
-            for row in chain_rows:
+            for row in versions.recorded_in(chain_rows, tasks):
                 rows[row["stage"]][row["shard"]] = row
                 record_row(config.output_dir, row["stage"], row)
                 _log_row(row["stage"], row, done=progress.done_shards, total=len(chains),
@@ -241,6 +328,8 @@ def run_step(config: RunConfig, names: list[str], hashes: dict[str, str], board)
             log.info(progress.line())
             last_report = time.monotonic()
 
+    # A retried task's killed attempt left its temporaries; no task of the step runs now.
+    _remove_leftover_temporaries(specs, tasks)
     for name in names:
         write_manifest(config.output_dir, name, list(rows[name].values()))
     failed = [r for name in names for r in rows[name].values() if r["status"] == FAILED]
@@ -269,17 +358,32 @@ def _chain_resources(resources: list[dict]) -> dict:
     return {key: max(r.get(key, 0) for r in resources) for key in keys}
 
 
-def _remove_stale_temporaries(task: ShardTask) -> None:
-    """Temporary files or folders a killed run left behind for this shard, named `.NAME*.tmp*`.
-    (On object storage there are none: a shard's files are uploaded only once complete.)"""
-    if storage.is_remote(task.output):
-        return
-    output = Path(task.output)
-    for stale in output.parent.glob(f".{output.name}*.tmp*"):
-        if stale.is_dir():
-            shutil.rmtree(stale)
-        else:
-            stale.unlink(missing_ok=True)
+def _remove_leftover_temporaries(specs: list[StageSpec], tasks: dict[str, dict[str, ShardTask]]) -> None:
+    """Remove what killed attempts of these shards left beside the files they write: entries named
+    `.NAME.*` for each NAME a shard writes (`.NAME.tmp-*`, a replaced folder's `.NAME.stale-*`, a
+    work folder), one listing per folder. Only while none of the shards runs. (On object storage
+    there are none: a shard's files are uploaded only once complete.)"""
+    written: dict[Path, set[str]] = defaultdict(set)
+    for spec in specs:
+        for task in tasks[spec.name].values():
+            for path in [*spec.written_paths(task.output), task.dropped]:
+                if path is not None and not storage.is_remote(path):
+                    written[Path(path).parent].add(Path(path).name)
+    for folder, names in written.items():
+        if not folder.is_dir():
+            continue
+        with os.scandir(folder) as entries:
+            leftovers = [entry for entry in entries if _is_leftover(entry.name, names)]
+        for entry in leftovers:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                os.unlink(entry.path)
+
+
+def _is_leftover(entry: str, names: set[str]) -> bool:
+    """Whether `entry` is `.NAME.<anything>` for a NAME in `names` (a NAME may hold dots itself)."""
+    return entry.startswith(".") and any(entry[1:i] in names for i in range(2, len(entry)) if entry[i] == ".")
 
 
 def _log_row(stage: str, row: dict, *, done: int, total: int, elapsed: float) -> None:

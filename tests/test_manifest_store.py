@@ -12,7 +12,8 @@ from manifests.store import (
 
 def row(shard: str, docs_out: int = 3, **fields) -> dict:
     return {
-        "stage": "extract", "shard": shard, "inputs": [f"in/{shard}.warc.gz"], "output": f"out/{shard}.parquet",
+        "stage": "extract", "shard": shard, "inputs": [f"in/{shard}.warc.gz"], "input_versions": ["2461:1733222333444555666"],
+        "output": f"out/{shard}.parquet",
         "docs_in": docs_out + 2, "docs_out": docs_out, "dropped": {"not_html": 2}, "bytes_out": 10, "tokens": None,
         "counters": {"bytes_skipped": 0}, "seconds": 0.5, "config_hash": "abc", "status": "done", "error": None,
         "finished_at": datetime(2026, 12, 3, 12, 0, 1, 234000, tzinfo=timezone.utc), "node": "0a1b", **fields,
@@ -53,3 +54,21 @@ def test_an_unbalanced_row_is_refused(tmp_path):
     with pytest.raises(ManifestError, match="docs_in=5 != docs_out=3 \\+ dropped=0"):
         record_row(tmp_path, "extract", row("a", dropped={}))
     assert read_manifest(tmp_path, "extract") == []
+
+
+def test_a_table_written_before_input_versions_existed_reads_them_as_unknown(tmp_path):
+    write_manifest(tmp_path, "extract", [row("a")])
+    path = manifest_path(tmp_path, "extract")
+    pq.write_table(pq.read_table(path).drop_columns(["input_versions"]), path)
+    assert read_manifest(tmp_path, "extract") == [row("a", input_versions=None)]
+
+
+def test_folding_rows_removes_what_a_killed_driver_was_writing(tmp_path):
+    record_row(tmp_path, "extract", row("a"))
+    half_written = [rows_dir(tmp_path, "extract") / ".0123abcd.json.tmp-1a2b3c4d",
+                    manifest_path(tmp_path, "extract").with_name(".extract.parquet.tmp-5e6f7a8b")]
+    for path in half_written:
+        path.write_text("half")
+    write_manifest(tmp_path, "extract", read_manifest(tmp_path, "extract"))
+    assert not any(path.exists() for path in half_written)
+    assert [r["shard"] for r in read_manifest(tmp_path, "extract")] == ["a"]

@@ -121,9 +121,14 @@ def test_training_loss_falls_and_checkpoint_is_saved(finished_run):
     assert f"training  {len(log)} steps; loss {log[0]['loss']:.3f} -> {log[-1]['loss']:.3f}" in summary
 
 
-def test_rerun_recomputes_nothing(finished_run):
+def test_rerun_recomputes_nothing_even_with_other_thread_counts_and_batches(finished_run):
     before = {stage: read_manifest(finished_run.output_dir, stage) for stage in STAGE_ORDER}
-    run_pipeline(finished_run)
+    stages = finished_run.stages
+    faster = finished_run.model_copy(update={"stages": stages.model_copy(update={
+        "tokenize": stages.tokenize.model_copy(update={"num_threads": 2, "batch_docs": 64}),
+        "near_dedup": stages.near_dedup.model_copy(update={"batch_size": 7}),
+    })})
+    run_pipeline(faster)
     assert {stage: read_manifest(finished_run.output_dir, stage) for stage in STAGE_ORDER} == before
 
 

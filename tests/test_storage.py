@@ -189,6 +189,41 @@ def test_existing_lists_each_folder_once(bucket, tmp_path):
     assert storage.existing(asked) == {asked[0], asked[2], asked[4]}
 
 
+def test_versions_tell_content_rewritten_in_place(bucket, tmp_path):
+    # Other sizes: S3 lists LastModified to the second, which a test's rewrite may not leave.
+    storage.write_bytes(f"{bucket}/crawl/a.warc.gz", os.urandom(1000))
+    storage.write_bytes(f"{bucket}/crawl/b.warc.gz", os.urandom(1000))
+    storage.write_bytes(f"{bucket}/papers/p1/main.tex", b"x")
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "repo" / "code.py").write_text("x")
+    (tmp_path / "here.txt").write_text("x")
+    asked = [f"{bucket}/crawl/a.warc.gz", f"{bucket}/crawl/b.warc.gz", f"{bucket}/papers/p1", f"{bucket}/crawl/gone",
+             str(tmp_path / "repo"), str(tmp_path / "here.txt"), "https://data.commoncrawl.org/crawl-data/x.warc.gz"]
+    before = storage.versions(asked)
+    stat = (tmp_path / "here.txt").stat()
+    assert before[str(tmp_path / "here.txt")] == f"{stat.st_size}:{stat.st_mtime_ns}"
+    assert before[f"{bucket}/papers/p1"].startswith("dir:") and before[str(tmp_path / "repo")].startswith("dir:")
+    assert before[f"{bucket}/crawl/gone"] == before[asked[-1]] == ""
+    assert storage.versions(asked) == before
+
+    storage.write_bytes(f"{bucket}/crawl/a.warc.gz", os.urandom(2000))
+    storage.write_bytes(f"{bucket}/papers/p1/main.tex", b"xy")
+    (tmp_path / "repo" / "code.py").write_text("xy")
+    (tmp_path / "here.txt").write_text("xy")
+    after = storage.versions(asked)
+    assert [after[uri] != before[uri] for uri in asked] == [True, False, True, False, True, True, False]
+
+
+def test_a_content_digest_follows_the_bytes_not_the_file_times(tmp_path):
+    first, copy = tmp_path / "model.bin", tmp_path / "copy.bin"
+    first.write_bytes(b"weights")
+    copy.write_bytes(b"weights")
+    os.utime(copy, ns=(0, 0))
+    assert storage.content_digest(first) == storage.content_digest(copy)
+    first.write_bytes(b"other weights")
+    assert storage.content_digest(first) != storage.content_digest(copy)
+
+
 def test_the_client_follows_the_endpoint_as_it_is_now(s3, monkeypatch):
     """A client made for one endpoint is not reused for another (settings or AWS_ENDPOINT_URL)."""
     storage.configure(None)

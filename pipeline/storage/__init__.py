@@ -3,7 +3,8 @@
     locations     URIs (`s3://`, `gs://`, `https://`, local paths) to a filesystem and a path on it;
                   `Location`, a URI that joins with `/` as a Path does; the store's settings
     files         what the driver and the manifests do on any location: exists, list, read, write
-                  (whole objects, so a reader never sees half of one), remove
+                  (whole objects, so a reader never sees half of one), remove; the sizes and
+                  versions (content identities) of many files from one listing per folder
     staging       a shard's remote inputs copied to a local scratch folder, its outputs published
                   back, so the stages keep taking local paths and stay free of storage concerns
 
@@ -11,6 +12,7 @@ Local paths take none of these detours: a run on one machine reads and writes it
 """
 
 from pipeline.storage.files import (
+    content_digest,
     existing,
     exists,
     glob,
@@ -20,6 +22,7 @@ from pipeline.storage.files import (
     read_text,
     remove,
     sizes,
+    versions,
     write_bytes,
     write_text,
 )
@@ -31,6 +34,7 @@ __all__ = [
     "Scratch",
     "StorageSettings",
     "configure",
+    "content_digest",
     "existing",
     "exists",
     "glob",
@@ -43,6 +47,7 @@ __all__ = [
     "remove",
     "resolve",
     "sizes",
+    "versions",
     "write_bytes",
     "write_text",
 ]

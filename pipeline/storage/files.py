@@ -7,6 +7,9 @@ upload completes. So a reader sees the old file or the new one, never half of ei
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import os
 import re
 from collections.abc import Iterable
@@ -145,20 +148,70 @@ def sizes(uris: Iterable[str]) -> dict[str, int]:
     """The size of each file (0 for directories, HTTP URLs and files not found): local files are
     stat'ed; remote ones come from one listing per folder rather than a request per file."""
     uris = list(uris)
-    found: dict[str, int] = {}
+    infos = _file_infos(uris)
+    return {uri: info.size if (info := infos.get(uri)) and info.type == pafs.FileType.File else 0 for uri in uris}
+
+
+def versions(uris: Iterable[str]) -> dict[str, str]:
+    """What tells each input's content from other content at the same path, without reading it:
+    `SIZE:MTIME_NS` of a file (on object storage its LastModified), `dir:DIGEST` of the names,
+    sizes and times of a folder's files; "" for one not found, or an HTTP URL (which cannot be
+    listed, and is not checked: Common Crawl's files never change). Local paths are stat'ed; on a
+    store, one listing per folder (and one more per folder input), never a request per file."""
+    uris = list(uris)
+    infos = _file_infos(uris)
+    return {uri: _version(uri, infos.get(uri)) for uri in uris}
+
+
+def _version(uri: str, info: pafs.FileInfo | None) -> str:
+    if info is None or info.type == pafs.FileType.NotFound:
+        return ""
+    if info.type == pafs.FileType.Directory:
+        return _folder_version(uri)
+    return f"{info.size}:{info.mtime_ns}"
+
+
+def _folder_version(uri: str) -> str:
+    fs, path = resolve(uri)
+    files = sorted(
+        (info.path[len(path):], info.size, info.mtime_ns)
+        for info in fs.get_file_info(pafs.FileSelector(path, recursive=True))
+        if info.type == pafs.FileType.File
+    )
+    return f"dir:{hashlib.sha256(json.dumps(files).encode()).hexdigest()[:16]}"
+
+
+def _file_infos(uris: list[str]) -> dict[str, pafs.FileInfo]:
+    """Each file's or folder's FileInfo (of type NotFound if it is not there; none for HTTP URLs):
+    local paths are stat'ed, remote ones come from one listing per folder."""
+    infos: dict[str, pafs.FileInfo] = {}
     folders: dict[str, list[str]] = {}
     for uri in uris:
         if not is_remote(uri):
-            found[uri] = os.path.getsize(uri) if os.path.isfile(uri) else 0
+            fs, path = resolve(uri)
+            infos[uri] = fs.get_file_info(path)
         elif scheme_of(uri) not in ("http", "https"):
             folders.setdefault(uri.rsplit("/", 1)[0], []).append(uri)
     for folder, members in folders.items():
         fs, path = resolve(folder)
-        listed = {
-            info.path.rsplit("/", 1)[-1]: info.size
-            for info in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
-            if info.type == pafs.FileType.File
-        }
+        listed = {info.base_name: info for info in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))}
         for uri in members:
-            found[uri] = listed.get(uri.rsplit("/", 1)[1], 0)
-    return {uri: found.get(uri, 0) for uri in uris}
+            infos[uri] = listed.get(uri.rsplit("/", 1)[1], pafs.FileInfo(uri, pafs.FileType.NotFound))
+    return infos
+
+
+def content_digest(path: str | Path) -> str:
+    """`sha256:DIGEST` of a local file, such as a model a config names: the same for every copy of
+    it (each node's copy of a job's working directory has times of its own). Read once per process
+    for a given size and modification time."""
+    stat = os.stat(path)
+    return _sha256(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=None)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:  # size and time: the cache key, so a rewrite is read again
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return f"sha256:{digest.hexdigest()[:16]}"
