@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
 import fasttext
+
+from classifiers.file_cache import cached_per_file_version
 
 LABEL_PREFIX = "__label__"
 
@@ -31,7 +32,4 @@ class LanguageIdentifier:
         return [(label[0].removeprefix(LABEL_PREFIX), float(score[0])) for label, score in zip(labels, scores)]
 
 
-@lru_cache(maxsize=4)
-def load_identifier(model_path: str) -> LanguageIdentifier:
-    """One loaded model per worker process, however many shards it runs."""
-    return LanguageIdentifier(model_path)
+load_identifier = cached_per_file_version(LanguageIdentifier)

@@ -18,13 +18,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
 import fasttext
 import numpy as np
 
+from classifiers.file_cache import cached_per_file_version
 from stages.documents import atomic_path
 
 POSITIVE_LABEL = "__label__wiki"
@@ -323,16 +323,4 @@ class QualityModel:
         return _positive_probability(self.model, list(texts))
 
 
-@lru_cache(maxsize=4)
-def _load_cached(path: str, mtime_ns: int, size: int) -> QualityModel:
-    return QualityModel(path)
-
-
-def load_quality_model(path: str) -> QualityModel:
-    """One loaded model per worker process, however many shards it scores; a model retrained at the
-    same path (a rerun in the same run directory, in a long-lived Ray worker) is loaded afresh."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return QualityModel(path)  # raises its clear error
-    return _load_cached(str(path), st.st_mtime_ns, st.st_size)
+load_quality_model = cached_per_file_version(QualityModel)

@@ -7,7 +7,6 @@ import logging
 import sys
 
 from manifests.inspect import format_run
-from pipeline import storage
 from pipeline.config import ConfigError, load_config
 from pipeline.registry import STAGE_GROUPS, STAGE_ORDER, expand_stages
 
@@ -75,8 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         config = _load(args)
         if args.verb == "validate":
-            storage.configure(config.run.storage.settings())
-            config.check_inputs()
+            config.check_inputs()  # as `run` does before starting Ray
             warcs = len(config.input_files("common_crawl"))
             print(f"{args.config}: valid; {warcs:,} WARC files; run directory {config.output_dir}")
             return 0

@@ -6,9 +6,11 @@ setting silently ignored. Relative paths are resolved against the current direct
 
 from __future__ import annotations
 
+import codecs
 import glob
 import gzip
 import re
+import zlib
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -16,8 +18,18 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from pipeline.storage import Location, StorageSettings, glob as storage_glob, is_remote, location, read_bytes
+from pipeline.model_files import FASTTEXT, KENLM, SENTENCEPIECE, check_model_file
+from pipeline.storage import (
+    Location,
+    StorageSettings,
+    configure as configure_storage,
+    glob as storage_glob,
+    is_remote,
+    location,
+    read_bytes,
+)
 from stages import books, github
+from stages.quality_filters import DATATROVE_FILTERS, SETTINGS as QUALITY_SETTINGS
 from stages.wikipedia import LLAMA_LANGUAGES
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -27,6 +39,10 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 
 class ConfigError(ValueError):
     """A configuration problem, reported before any work starts."""
+
+
+LID_MODEL_ADVICE = ("use the bundled samples/models/lid.176.ftz or download lid.176.bin from "
+                    "https://fasttext.cc/docs/en/language-identification.html")
 
 
 def asset_path(path: str) -> str:
@@ -102,12 +118,8 @@ class LangidParams(Section):
 
     @field_validator("model")
     @classmethod
-    def _model_exists(cls, path: str) -> str:
-        if not Path(path).is_file():
-            raise ValueError(
-                f"fastText model {path!r} not found; use the bundled samples/models/lid.176.ftz "
-                "or download lid.176.bin from https://fasttext.cc/docs/en/language-identification.html"
-            )
+    def _model_is_fasttext(cls, path: str) -> str:
+        check_model_file(path, FASTTEXT, LID_MODEL_ADVICE)
         return asset_path(path)
 
 
@@ -132,6 +144,22 @@ class QualityParams(Section):
     redact_pii: bool = True
     per_source: dict[str, dict] | None = Field(default=None, description="{source: overrides of the settings above}")
 
+    @model_validator(mode="after")
+    def _filters_take_their_options(self) -> "QualityParams":
+        """What the quality stage's workers would otherwise find only once Ray has started. (Its check
+        that datatrove's word tokenizer loads stays with them: loading spaCy takes seconds.)"""
+        for key, filter_class in DATATROVE_FILTERS:
+            _check_filter_options(key, filter_class, getattr(self, key))
+        for source, overrides in (self.per_source or {}).items():
+            unknown = sorted(set(overrides) - set(QUALITY_SETTINGS))
+            if unknown:
+                raise ValueError(
+                    f"per_source.{source}: unknown settings {unknown}; known: {', '.join(QUALITY_SETTINGS)}")
+            for key, filter_class in DATATROVE_FILTERS:
+                if key in overrides:
+                    _check_filter_options(f"per_source.{source}.{key}", filter_class, overrides[key])
+        return self
+
     @field_validator("url_blocklist", "personal_info_sites", "c4_badwords")
     @classmethod
     def _assets_exist(cls, value):
@@ -146,15 +174,34 @@ class QualityParams(Section):
         return [asset_path(p) for p in value] if value else value
 
 
+def _check_filter_options(key: str, filter_class: type, options: dict | None) -> None:
+    if options is None:
+        return
+    if "exclusion_writer" in options:
+        raise ValueError(f"{key}: exclusion_writer is not used here; set run.keep_dropped to keep dropped documents")
+    try:
+        filter_class(**options)
+    except TypeError as exc:
+        raise ValueError(f"{key}: bad option for datatrove's {filter_class.__name__} ({exc}); give its keyword "
+                         "arguments, {} for its defaults or null to turn it off") from None
+
+
 class PerplexityModelFiles(Section):
     pieces: str = Field(description="SentencePiece model of the language (CCNet: <lang>.sp.model)")
     lm: str = Field(description="KenLM model over those pieces, ARPA or binary (CCNet: <lang>.arpa.bin)")
 
-    @field_validator("pieces", "lm")
+    @field_validator("pieces")
     @classmethod
-    def _exists(cls, path: str) -> str:
-        if not Path(path).is_file():
-            raise ValueError(f"file {path!r} not found")
+    def _pieces_are_sentencepiece(cls, path: str) -> str:
+        check_model_file(path, SENTENCEPIECE, "give the pieces.model of a trained model folder "
+                         "(RUN_DIR/perplexity/models/LANG/), or leave the language out of `models` to train one")
+        return asset_path(path)
+
+    @field_validator("lm")
+    @classmethod
+    def _lm_is_kenlm(cls, path: str) -> str:
+        check_model_file(path, KENLM, "give the lm.binary of a trained model folder "
+                         "(RUN_DIR/perplexity/models/LANG/), or leave the language out of `models` to train one")
         return asset_path(path)
 
 
@@ -275,10 +322,12 @@ class QualityClassifierParams(Section):
 
     @field_validator("model")
     @classmethod
-    def _model_exists(cls, path: str | None) -> str | None:
-        if path is not None and not Path(path).is_file():
-            raise ValueError(f"quality model {path!r} not found; set null to train one in the run")
-        return asset_path(path) if path else None
+    def _model_is_fasttext(cls, path: str | None) -> str | None:
+        if path is None:
+            return None
+        check_model_file(path, FASTTEXT, "give the quality.ftz a run trained (RUN_DIR/quality_model/quality.ftz), "
+                         "or null to train one in the run")
+        return asset_path(path)
 
     @property
     def trains(self) -> bool:
@@ -362,12 +411,10 @@ class BooksParams(Section):
 
     @field_validator("language_model")
     @classmethod
-    def _language_model_exists(cls, path: str | None) -> str | None:
+    def _language_model_is_fasttext(cls, path: str | None) -> str | None:
         if path is None:
             return None
-        if not Path(path).is_file():
-            raise ValueError(f"fastText model {path!r} not found; use the bundled samples/models/lid.176.ftz "
-                             "or download lid.176.bin from https://fasttext.cc/docs/en/language-identification.html")
+        check_model_file(path, FASTTEXT, f"{LID_MODEL_ADVICE}, or null for no language detection")
         return asset_path(path)
 
 
@@ -520,9 +567,14 @@ class WarcPathsFile(Section):
                 f"inputs.common_crawl: cannot read the paths file {self.paths}: {exc}; check the URL and "
                 "run.storage (or give local WARC files)"
             ) from None
-        if data[:2] == b"\x1f\x8b":
-            data = gzip.decompress(data)
-        lines = [line.strip() for line in data.decode("utf-8").splitlines() if line.strip()]
+        try:
+            text = (gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data).decode("utf-8")
+        except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                f"inputs.common_crawl: the paths file {self.paths} is not a list of WARC paths ({exc}); give a "
+                "warc.paths.gz of a crawl (https://data.commoncrawl.org/crawl-data/CC-MAIN-.../warc.paths.gz)"
+            ) from None
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
         chosen = lines[:: self.every][: self.first]
         prefix = self.prefix if self.prefix.endswith("/") or not self.prefix else self.prefix + "/"
         return [line if is_remote(line) else prefix + line.lstrip("/") for line in chosen]
@@ -614,6 +666,15 @@ class RunConfig(Section):
                 raise ValueError(f"stages.perplexity: {e}") from None
         return self
 
+    @model_validator(mode="after")
+    def _every_source_has_a_share(self) -> "RunConfig":
+        sources = [s for s in SOURCES if s == "common_crawl" or getattr(self.inputs, s)]
+        missing = [s for s in sources if s not in self.stages.mixture.sources]
+        if missing:
+            raise ValueError(f"stages.mixture.sources: the run has source(s) {missing} but no share of the mix for "
+                             "them; give each `{weight: W}` or `{epochs: E}`")
+        return self
+
     def input_files(self, source: str) -> list[str]:
         """The source's files (and folders, for FOLDER_SOURCES), absolute, sorted and de-duplicated
         so shard numbering is stable. `source` may be `books.<collection>`."""
@@ -636,9 +697,17 @@ class RunConfig(Section):
         return sorted(found)
 
     def check_inputs(self) -> None:
-        """List every source's inputs now, so that a remote pattern matching nothing is an error
-        before any work starts rather than when its stage is reached."""
+        """What `validate` and `run` both check before Ray starts, beyond what loading checked: every
+        source's inputs listed (a remote pattern matching nothing is an error now, not when its
+        stage is reached) and split into shards by the stages that read them, whose shard names
+        must not clash (two WARCs of the same name in different folders)."""
+        from pipeline.registry import INPUT_STAGES, STAGES  # it imports this module
+
+        configure_storage(self.run.storage.settings())
         self.input_sources()
+        for stage in INPUT_STAGES:
+            if STAGES[stage].enabled(self):
+                STAGES[stage].plan(self, {})
 
     def input_sources(self) -> dict[str, list[str]]:
         """{source (or books.<collection>): its inputs} for every source the config gives."""
@@ -661,6 +730,67 @@ def _format_errors(error: ValidationError, path: str) -> str:
     return "\n".join(lines)
 
 
+def _read_mapping(path: str | Path) -> dict:
+    """The config file's top-level mapping; a ConfigError saying what the file is instead."""
+    if Path(path).is_dir():
+        raise ConfigError(f"config file {path} is a directory; give a run config YAML file (e.g. configs/demo.yaml)")
+    try:
+        with open(path, "rb") as file:
+            head = file.read(8192)
+            _check_not_binary(head, path)
+            data = head + file.read()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read ({exc.strerror}); check its permissions") from None
+    try:
+        raw = yaml.safe_load(_utf8_text(data, path))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if raw is None:
+        raise ConfigError(f"config file {path} is empty; it needs run and inputs sections (see configs/demo.yaml)")
+    if not isinstance(raw, dict):
+        kind = "a list" if isinstance(raw, list) else "a single value"
+        raise ConfigError(f"config file {path} holds {kind}, not a mapping of run, inputs and stages "
+                          "(see configs/demo.yaml)")
+    return raw
+
+
+def _check_not_binary(head: bytes, path: str | Path) -> None:
+    # A NUL byte: an executable, an archive, a model... (UTF-16 text has them too, after its byte
+    # order mark: that is left to the UTF-8 check.)
+    if b"\0" in head and not head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise ConfigError(f"config file {path} is a binary file, not YAML text; give a run config YAML file "
+                          "(e.g. configs/demo.yaml)")
+
+
+def _utf8_text(data: bytes, path: str | Path) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {data[exc.start]:#04x} at offset "
+                          f"{exc.start}); save it as UTF-8") from None
+
+
+def _merged(mapping: dict, key: str, overrides: dict) -> dict:
+    """`mapping` with `overrides` merged into its `key` section; unchanged where that section is not
+    a mapping, which validation then reports."""
+    section = mapping.get(key) or {}
+    if not overrides or not isinstance(section, dict):
+        return mapping
+    return {**mapping, key: {**section, **overrides}}
+
+
+def _with_input_overrides(raw: dict, inputs: dict[str, list[str]]) -> dict:
+    """`raw` with `inputs` replacing sources' patterns (`books.<collection>`: a collection's)."""
+    section = raw.get("inputs") or {}
+    if not inputs or not isinstance(section, dict):
+        return raw
+    sources = {s: p for s, p in inputs.items() if not s.startswith("books.")}
+    collections = {s.removeprefix("books."): p for s, p in inputs.items() if s.startswith("books.")}
+    return {**raw, "inputs": _merged({**section, **sources}, "books", collections)}
+
+
 def load_config(
     path: str | Path,
     *,
@@ -670,28 +800,10 @@ def load_config(
 ) -> RunConfig:
     """Read and validate a run config; command-line overrides replace the file's values (`inputs`
     keys are sources, or `books.<collection>`)."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config file {path} must hold a mapping with run, inputs and stages")
-    run = dict(raw.get("run") or {})
-    if output is not None:
-        run["output"] = output
-    if ray_address is not None:
-        run["ray_address"] = ray_address
-    raw["run"] = run
-    if inputs:
-        merged = dict(raw.get("inputs") or {})
-        for source, patterns in inputs.items():
-            if source.startswith("books."):  # a books collection: books.<collection>=GLOB
-                merged["books"] = {**(merged.get("books") or {}), source.removeprefix("books."): patterns}
-            else:
-                merged[source] = patterns
-        raw["inputs"] = merged
+    raw = _read_mapping(path)
+    raw = _merged(raw, "run", {key: value for key, value in (("output", output), ("ray_address", ray_address))
+                               if value is not None})
+    raw = _with_input_overrides(raw, inputs or {})
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:

@@ -97,7 +97,7 @@ def _named_inputs(config: RunConfig, source: str, suffixes: tuple[str, ...]) -> 
         for suffix in suffixes:
             name = name.removesuffix(suffix)
         names.append(name)
-    clashes = sorted({n for n in names if names.count(n) > 1})
+    clashes = sorted(name for name, count in Counter(names).items() if count > 1)
     if clashes:
         raise ConfigError(f"inputs.{source}: several files are named {clashes[0]!r}; shard names must be unique")
     return list(zip(names, files))
@@ -140,7 +140,7 @@ def plan_stackexchange_sites(config: RunConfig, _: Upstream) -> list[ShardTask]:
     out = config.output_dir / "stackexchange" / "sites"
     paths = config.input_files("stackexchange")
     sites = [site_name(path) for path in paths]
-    clashes = sorted({s for s in sites if sites.count(s) > 1})
+    clashes = sorted(site for site, count in Counter(sites).items() if count > 1)
     if clashes:
         raise ConfigError(f"inputs.stackexchange: site {clashes[0]!r} is given more than once")
     return [ShardTask(site, [path], str(out / f"{site}.json"), i) for i, (site, path) in enumerate(zip(sites, paths))]

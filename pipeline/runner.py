@@ -411,7 +411,6 @@ def _check_resources(stage: str, resources: dict) -> None:
 def run_pipeline(config: RunConfig, stages: list[str] | None = None) -> dict[str, list[dict]]:
     """Run `stages` (all, in order, by default); return each stage's manifest rows."""
     stages = expand_stages(stages) if stages else STAGE_ORDER
-    storage.configure(config.run.storage.settings())
     config.check_inputs()
     hashes = stage_hashes(config)
     for name in [s for s in stages if hashes[s] == DISABLED]:

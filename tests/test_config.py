@@ -1,3 +1,5 @@
+import re
+import shutil
 from pathlib import Path
 from typing import get_args
 
@@ -6,7 +8,7 @@ import yaml
 
 from pipeline.cli import main
 from pipeline.config import ConfigError, load_config
-from tests.support import ROOT, write_config
+from tests.support import LID_MODEL, ROOT, write_config
 
 
 def test_demo_config_is_valid(monkeypatch):
@@ -99,3 +101,52 @@ def test_train_settings_are_the_trainers():
 
     assert set(TrainParams.model_fields) <= {f.name for f in dataclasses.fields(TrainConfig)}
     assert set(get_args(TrainParams.model_fields["recompute"].annotation)) == set(RECOMPUTE)
+
+
+@pytest.mark.parametrize(
+    "make, says",
+    [
+        (lambda p: p.mkdir(), "is a directory"),
+        (lambda p: p.write_bytes(LID_MODEL.read_bytes()[:4096]), "is a binary file"),
+        (lambda p: p.write_bytes("run:\n  output: r\u00e9sum\u00e9\n".encode("latin-1")), "is not UTF-8 text (byte 0xe9"),
+        (lambda p: p.write_text("# nothing yet\n"), "is empty"),
+        (lambda p: p.write_text("- run\n- inputs\n"), "holds a list, not a mapping"),
+    ],
+    ids=["directory", "binary", "latin-1", "empty", "list"],
+)
+def test_a_config_that_is_not_yaml_text_of_a_mapping_is_named(tmp_path, capsys, make, says):
+    path = tmp_path / "config.yaml"
+    make(path)
+    with pytest.raises(ConfigError, match=re.escape(f"config file {path} {says}")):
+        load_config(path)
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: config file {path}") and "Traceback" not in err
+
+
+def test_a_model_path_that_is_not_a_model_is_refused_before_any_work(tmp_path, capsys):
+    raw = yaml.safe_load(write_config(tmp_path).read_text())
+    raw["stages"]["langid"]["model"] = "/etc/passwd"
+    raw["stages"]["perplexity"]["models"] = {"en": {"pieces": str(LID_MODEL), "lm": str(LID_MODEL)}}
+    message = _errors_of(tmp_path, raw)
+    assert "stages.langid.model" in message and "/etc/passwd is not a fastText model" in message
+    assert f"{LID_MODEL} is not a SentencePiece model" in message and f"{LID_MODEL} is not a KenLM model" in message
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(raw))
+    assert main(["run", str(tmp_path / "bad.yaml")]) == 2
+    assert "/etc/passwd is not a fastText model" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_validate_and_run_refuse_clashing_shard_names_before_ray_starts(tmp_path, capsys):
+    import ray
+
+    config_path = write_config(tmp_path, warcs=["wget-2024-academic-0"])
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(tmp_path / "inputs" / "wget-2024-academic-0.warc.gz", other)
+    clashing = ["--input", f"common_crawl={tmp_path}/*/*.warc.gz"]
+    assert main(["validate", str(config_path), *clashing]) == 2
+    assert "several files are named 'wget-2024-academic-0'" in capsys.readouterr().err
+    assert main(["run", str(config_path), *clashing]) == 2
+    assert "several files are named 'wget-2024-academic-0'" in capsys.readouterr().err
+    assert not ray.is_initialized() and not (tmp_path / "run").exists()

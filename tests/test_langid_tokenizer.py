@@ -182,3 +182,16 @@ def test_long_documents_encode_in_pieces_to_the_same_ids(english, tokenizer_mode
     long_text = " ".join(texts)
     assert len(encoding_pieces(long_text)) > 1 or len(long_text) <= MAX_PIECE_CHARS
     assert next(encode_documents(sp, [long_text * 3], num_threads=1)) == sp.encode(long_text * 3)
+
+
+def test_a_model_rewritten_at_its_path_is_loaded_afresh(tmp_path):
+    import os
+    import shutil
+
+    from classifiers.langid import load_identifier
+
+    path = shutil.copy(LID_MODEL, tmp_path / "lid.ftz")
+    first = load_identifier(str(path))
+    assert load_identifier(str(path)) is first
+    os.utime(path, ns=(0, os.stat(path).st_mtime_ns + 10**9))
+    assert load_identifier(str(path)) is not first

@@ -180,3 +180,9 @@ def test_config_errors_come_before_any_work(tmp_path):
         load_config(write_config(tmp_path, stages={"perplexity": {"percentiles": [60, 30]}}))
     with pytest.raises(KenLMError, match="make setup"):
         kenlm_tool("no-such-kenlm-tool")
+
+
+def test_a_config_takes_the_models_a_run_trained(model_dir, tmp_path):
+    models = {"en": {"pieces": str(model_dir / PIECES_FILE), "lm": str(model_dir / LM_FILE)}}
+    config = load_config(write_config(tmp_path, stages={"perplexity": {"enabled": True, "models": models}}))
+    assert config.stages.perplexity.models["en"].lm.endswith(LM_FILE)
