@@ -29,8 +29,17 @@ How SentencePiece's encoding is reproduced:
   apart where SentencePiece takes the leftmost, which could differ only where two splits of one
   piece overlap, as "ab|a" and "a|ba" in "ab a ba"; no sample text does.)
 - Byte fallback: a character that is no piece becomes its UTF-8 bytes as `<0xNN>` pieces, never unk.
-- Special tokens are not parsed out of text (`split_special_tokens: true`): SentencePiece encodes a
-  literal "<s>" in text as characters, not as BOS.
+- Special tokens are not parsed out of text: SentencePiece encodes a literal "<s>" in text as
+  characters, not as BOS. So tokenizer.json has no `added_tokens` (the `tokenizers` library would
+  match them in any text, and has no setting in the file to stop it): `<unk>`, `<s>` and `</s>`
+  are pieces of its vocabulary, BOS is added by the post-processor's template, and a bare
+  `tokenizers.Tokenizer` decodes a BOS or EOS id to its piece's text (SentencePiece to nothing).
+  transformers gets them as special tokens from tokenizer_config.json (`added_tokens_decoder`,
+  with `split_special_tokens: true`), so `decode(..., skip_special_tokens=True)` drops them.
+- Padding: LLaMA has no pad token; the export names `<unk>` as one (pad id 0), so that batched
+  padding works. Not `</s>`: collators that mask padding out of the labels (`labels[input_ids ==
+  pad_token_id] = -100`) would then never teach the model to end a text. Byte fallback means no
+  text encodes to `<unk>`, so padding is never confused with text.
 - Decoding: "▁" to space, byte pieces to bytes, and one leading space (the dummy prefix) stripped.
   `clean_up_tokenization_spaces` is off, which would otherwise delete spaces before punctuation.
 
@@ -117,7 +126,7 @@ def hf_tokenizer_files(model_bytes: bytes) -> dict[str, bytes]:
     add_dummy_prefix = bool(model["normalizer"]["add_dummy_prefix"])
     bos_id = trainer["bos_id"]
     unk, bos, eos = (pieces[trainer[key]][0] for key in ("unk_id", "bos_id", "eos_id"))
-    pad = pieces[trainer["pad_id"]][0] if trainer["pad_id"] >= 0 else None
+    pad = pieces[trainer["pad_id"]][0] if trainer["pad_id"] >= 0 else unk
     special = [(i, piece) for i, (piece, _, kind) in enumerate(pieces) if kind in (_UNKNOWN, _CONTROL)]
     token_flags = {"single_word": False, "lstrip": False, "rstrip": False, "normalized": False, "special": True}
 
@@ -134,7 +143,7 @@ def hf_tokenizer_files(model_bytes: bytes) -> dict[str, bytes]:
         "version": "1.0",
         "truncation": None,
         "padding": None,
-        "added_tokens": [{"id": i, "content": piece, **token_flags} for i, piece in special],
+        "added_tokens": [],
         "normalizer": {"type": "Sequence", "normalizers": normalizers},
         "pre_tokenizer": None,
         "post_processor": {

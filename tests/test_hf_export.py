@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import stat
 
 import pytest
 import sentencepiece as spm
@@ -16,7 +17,7 @@ import torch
 from safetensors import safe_open
 from transformers import AutoTokenizer, LlamaForCausalLM
 
-from classifiers.tokenizer import BOS_ID, EOS_ID, train_sentencepiece
+from classifiers.tokenizer import BOS_ID, EOS_ID, UNK_ID, train_sentencepiece
 from classifiers.tokenizer_export import HF_FILES
 from stages.tokenizer import sentencepiece_lines
 from tests.support import SAMPLES
@@ -121,7 +122,11 @@ def test_files_and_config(model, exported):
     assert (config["bos_token_id"], config["eos_token_id"]) == (BOS_ID, EOS_ID) == (1, 2)
     assert config["torch_dtype"] == config["dtype"] == "float32"
     assert config["hidden_act"] == "silu" and config["attention_bias"] is False and config["mlp_bias"] is False
-    assert json.loads((exported / "generation_config.json").read_text()) == {"bos_token_id": 1, "eos_token_id": 2}
+    assert json.loads((exported / "generation_config.json").read_text()) == {
+        "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}
+    assert config["pad_token_id"] == 0
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in exported.iterdir()}
+    assert modes["model.safetensors"] == modes["config.json"]
 
     names = {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"}
     for layer in range(c.n_layers):
@@ -243,10 +248,22 @@ def test_with_tokenizer_and_generate(sentencepiece_model, tmp_path, capsys):
         hf = LlamaForCausalLM.from_pretrained(out, torch_dtype=torch.float32).eval()
         generated = hf.generate(
             prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-            do_sample=False, pad_token_id=EOS_ID,
+            do_sample=False,
         )
     assert generated.tolist() == expected.tolist()
     assert logits_difference(model, out, expected) < TOLERANCE
+
+    # A batch padded on the left (with the export's pad token, <unk>) generates what each prompt does alone.
+    tokenizer.padding_side = "left"
+    prompts = [sentence, "Elizabeth laughed."]
+    batch = tokenizer(prompts, padding=True, return_tensors="pt")
+    assert batch.input_ids[1, 0].item() == UNK_ID == tokenizer.pad_token_id
+    with torch.no_grad():
+        together = hf.generate(**batch, max_new_tokens=4, min_new_tokens=4, do_sample=False)
+        for row, text in zip(together, prompts):
+            alone = hf.generate(**tokenizer([text], return_tensors="pt"), max_new_tokens=4, min_new_tokens=4,
+                                do_sample=False)
+            assert row[-4:].tolist() == alone[0, -4:].tolist()
 
 
 def test_rejects_tokenizer_larger_than_model(sentencepiece_model, checkpoint, tmp_path):

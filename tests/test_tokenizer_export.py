@@ -91,7 +91,7 @@ def test_export_writes_hf_files_deterministically(model, exported, tmp_path):
     config = json.loads((exported / "tokenizer_config.json").read_text())
     assert config["add_bos_token"] is True and config["add_eos_token"] is False
     assert (config["bos_token"], config["eos_token"], config["unk_token"], config["pad_token"]) == (
-        "<s>", "</s>", "<unk>", None)
+        "<s>", "</s>", "<unk>", "<unk>")
     assert json.loads((exported / "tokenizer.json").read_text())["model"]["vocab"]["<s>"] == BOS_ID
 
 
@@ -116,7 +116,7 @@ def test_auto_tokenizer_gives_sentencepiece_ids(exported, sp, all_texts):
 
     tok = AutoTokenizer.from_pretrained(exported)
     assert isinstance(tok, PreTrainedTokenizerFast) and tok.is_fast
-    assert (tok.bos_token_id, tok.eos_token_id, tok.unk_token_id, tok.pad_token_id) == (BOS_ID, EOS_ID, UNK_ID, None)
+    assert (tok.bos_token_id, tok.eos_token_id, tok.unk_token_id, tok.pad_token_id) == (BOS_ID, EOS_ID, UNK_ID, UNK_ID)
     assert len(tok) == sp.get_piece_size()
     assert mismatches(lambda t: tok(t, add_special_tokens=False).input_ids, sp, all_texts) == []
     # BOS and no EOS, LLaMA's convention; a literal "<s>" in text is text, as in SentencePiece.
@@ -239,3 +239,28 @@ def test_models_without_llama_settings_are_refused(model, tmp_path, change, mess
     with pytest.raises(ValueError, match=message):
         export_hf_tokenizer(other, tmp_path / "hf")
     assert not (tmp_path / "hf").exists()
+
+
+def test_the_tokenizers_library_reads_special_token_strings_as_text(exported, sp, all_texts):
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(exported / "tokenizer.json"))
+    literal = ["<s>", "</s>", "<unk>", "a <s> b </s> c <unk> d", "<s><s></s>", "x</s>"]
+    assert mismatches(lambda t: tok.encode(t, add_special_tokens=False).ids, sp, all_texts + literal) == []
+    assert mismatches(lambda t: tok.encode(t).ids, sp, literal, bos=True) == []
+    for text in literal:
+        assert tok.decode(sp.encode(text)) == sp.decode(sp.encode(text)) == text
+
+
+def test_a_padded_batch_pads_with_unk_and_masks_it(exported, sp):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(exported)
+    texts = ["A short one.", "A rather longer sentence, with <s> in it, than the first.", ""]
+    batch = tok(texts, padding=True, return_tensors="pt")
+    longest = max(len(sp.encode(t)) + 1 for t in texts)
+    assert tuple(batch.input_ids.shape) == (3, longest)
+    for ids, mask, text in zip(batch.input_ids.tolist(), batch.attention_mask.tolist(), texts):
+        expected = [BOS_ID] + sp.encode(text)
+        assert ids == expected + [UNK_ID] * (longest - len(expected))
+        assert mask == [1] * len(expected) + [0] * (longest - len(expected))

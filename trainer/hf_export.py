@@ -6,7 +6,8 @@
 
 - `model.safetensors`: the weights under Hugging Face's names, in the checkpoint's dtype;
 - `config.json`: a `LlamaConfig` with the checkpoint's shapes, RMSNorm eps and rotary theta;
-- `generation_config.json`: BOS 1, EOS 2 (classifiers.tokenizer's ids);
+- `generation_config.json`: BOS 1, EOS 2 (classifiers.tokenizer's ids), pad 0 (`<unk>`, as the
+  tokenizer export names it);
 - with `tokenizer_model`, the tokenizer files of classifiers.tokenizer_export (`tokenizer.json`,
   `tokenizer.model`, `tokenizer_config.json`, `special_tokens_map.json`).
 
@@ -42,6 +43,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import stat
 from pathlib import Path
 
 import torch
@@ -50,7 +53,7 @@ from stages.documents import atomic_dir
 from trainer.model import ModelConfig, Transformer
 
 # classifiers.tokenizer's ids (UNK_ID, BOS_ID, EOS_ID), which the trainer's data are tokenized with.
-BOS_ID, EOS_ID = 1, 2
+UNK_ID, BOS_ID, EOS_ID = 0, 1, 2
 MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors")
 SAFETENSORS_PIN = "safetensors==0.8.0"
 
@@ -94,8 +97,10 @@ def export_llama(
         tokenizer_files = _tokenizer_files(Path(tokenizer_model), config)
 
     with atomic_dir(output_dir) as tmp:
-        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "config.json").write_bytes(_json_bytes(llama_config(config, dtype=dtype, tied=tied)))
+        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        # safetensors creates its file private (0600); give it the mode of the export's other files.
+        os.chmod(tmp / "model.safetensors", stat.S_IMODE((tmp / "config.json").stat().st_mode))
         (tmp / "generation_config.json").write_bytes(_json_bytes(generation_config()))
         for name, data in tokenizer_files.items():
             (tmp / name).write_bytes(data)
@@ -159,7 +164,7 @@ def llama_config(config: ModelConfig, *, dtype: torch.dtype = torch.float32, tie
         "tie_word_embeddings": tied,
         "bos_token_id": BOS_ID,
         "eos_token_id": EOS_ID,
-        "pad_token_id": None,
+        "pad_token_id": UNK_ID,  # the tokenizer export's pad token (classifiers/tokenizer_export.py)
         "use_cache": True,
         "torch_dtype": dtype_name,
         "dtype": dtype_name,
@@ -167,7 +172,7 @@ def llama_config(config: ModelConfig, *, dtype: torch.dtype = torch.float32, tie
 
 
 def generation_config() -> dict:
-    return {"bos_token_id": BOS_ID, "eos_token_id": EOS_ID}
+    return {"bos_token_id": BOS_ID, "eos_token_id": EOS_ID, "pad_token_id": UNK_ID}
 
 
 def _model_state(state: dict[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
@@ -219,9 +224,9 @@ def _tokenizer_files(model_path: Path, config: ModelConfig) -> dict[str, bytes]:
     vocab = len(spec["pieces"])
     if vocab > config.vocab_size:
         raise ValueError(f"the tokenizer has {vocab} pieces but the model only {config.vocab_size} embeddings")
-    ids = (spec["trainer"]["bos_id"], spec["trainer"]["eos_id"])
-    if ids != (BOS_ID, EOS_ID):
-        raise ValueError(f"the tokenizer's BOS and EOS ids are {ids}, not ({BOS_ID}, {EOS_ID})")
+    ids = tuple(spec["trainer"][key] for key in ("unk_id", "bos_id", "eos_id"))
+    if ids != (UNK_ID, BOS_ID, EOS_ID):
+        raise ValueError(f"the tokenizer's unk, BOS and EOS ids are {ids}, not ({UNK_ID}, {BOS_ID}, {EOS_ID})")
     return files
 
 
