@@ -257,12 +257,12 @@ def write_config(path: Path, inputs: Path, output: Path, extractor: str, num_cpu
 
 
 def manifest_totals(run_dir: Path, stage: str) -> dict:
-    import pyarrow.parquet as pq
+    from manifests.store import read_manifest
 
-    rows = pq.read_table(run_dir / "manifests" / f"{stage}.parquet").to_pylist()
+    rows = read_manifest(run_dir, stage)
     dropped: dict[str, int] = {}
     for row in rows:
-        for reason, n in row["dropped"] or []:
+        for reason, n in row["dropped"].items():
             dropped[reason] = dropped.get(reason, 0) + n
     return {"shards": len(rows), "docs_in": sum(r["docs_in"] for r in rows), "seconds": {r["shard"]: r["seconds"] for r in rows},
             "docs_out": sum(r["docs_out"] for r in rows), "dropped": dropped,

@@ -22,7 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from manifests.schema import MANIFEST_SCHEMA
+from manifests.schema import MANIFEST_SCHEMA, TALLY_COLUMNS
 from pipeline import storage
 from pipeline.storage import Location, location
 
@@ -55,13 +55,25 @@ def check_row(row: dict) -> None:
 def _table(rows: list[dict]) -> pa.Table:
     for row in rows:
         check_row(row)
-    return pa.Table.from_pylist(
-        [
-            {**r, "dropped": sorted(dict(r["dropped"]).items()), "counters": sorted(dict(r["counters"]).items())}
-            for r in rows
-        ],
-        schema=MANIFEST_SCHEMA,
-    )
+    return pa.Table.from_pylist([{**r, **_tallies_as_lists(r)} for r in rows], schema=MANIFEST_SCHEMA)
+
+
+def _tallies_as_lists(row: dict) -> dict:
+    return {column: [{key: name, "count": count} for name, count in sorted(dict(row[column]).items())]
+            for column, key in TALLY_COLUMNS.items()}
+
+
+def _tallies_as_dicts(row: dict) -> dict:
+    return {column: {item[key]: item["count"] for item in row[column]} for column, key in TALLY_COLUMNS.items()}
+
+
+def _map_as_list(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
+    """A map<string, int64> column of a manifest written before the tallies became lists."""
+    chunks = []
+    for chunk in column.chunks:
+        entries = pa.StructArray.from_arrays([chunk.keys, chunk.items], fields=list(target.value_type))
+        chunks.append(pa.ListArray.from_arrays(chunk.offsets, entries, type=target, mask=chunk.is_null()))
+    return pa.chunked_array(chunks, type=target)
 
 
 def record_row(run_dir: str | Path, stage: str, row: dict) -> str:
@@ -120,6 +132,11 @@ def _read_table(path: str) -> list[dict]:
     for column in ("node", "input_versions"):
         if column not in table.column_names:  # written before the column existed
             table = table.append_column(column, pa.nulls(len(table), MANIFEST_SCHEMA.field(column).type))
+    for column in TALLY_COLUMNS:
+        if pa.types.is_map(table.schema.field(column).type):
+            target = MANIFEST_SCHEMA.field(column).type
+            table = table.set_column(table.schema.get_field_index(column), column,
+                                     _map_as_list(table[column], target))
     return table.select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA).to_pylist()
 
 
@@ -129,7 +146,7 @@ def read_manifest(run_dir: str | Path, stage: str) -> list[dict]:
     rows: dict[str, dict] = {}
     if storage.exists(path):
         for row in _read_table(path):
-            rows[row["shard"]] = {**row, "dropped": dict(row["dropped"]), "counters": dict(row["counters"])}
+            rows[row["shard"]] = {**row, **_tallies_as_dicts(row)}
     row_files = _row_files(run_dir, stage)
     with ThreadPoolExecutor(min(READ_THREADS, max(1, len(row_files)))) as pool:
         for row in pool.map(_recorded_row, row_files):

@@ -2,6 +2,7 @@
 
 from datetime import datetime, timezone
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -61,6 +62,21 @@ def test_a_table_written_before_input_versions_existed_reads_them_as_unknown(tmp
     path = manifest_path(tmp_path, "extract")
     pq.write_table(pq.read_table(path).drop_columns(["input_versions"]), path)
     assert read_manifest(tmp_path, "extract") == [row("a", input_versions=None)]
+
+
+def test_a_table_written_with_map_tallies_reads_the_same(tmp_path):
+    """Manifests written before `dropped` and `counters` became lists of structs held maps."""
+    rows = [row("a"), row("b", dropped={}, counters={"x": 1, "y": 2}, docs_in=3)]
+    write_manifest(tmp_path, "extract", rows)
+    path = manifest_path(tmp_path, "extract")
+    table = pq.read_table(path)
+    as_maps = pa.map_(pa.string(), pa.int64())
+    for column in ("dropped", "counters"):
+        values = [sorted(r[column].items()) for r in rows]
+        table = table.set_column(table.schema.get_field_index(column), column, pa.array(values, type=as_maps))
+    pq.write_table(table, path)
+    assert pq.read_schema(path).field("dropped").type == as_maps
+    assert read_manifest(tmp_path, "extract") == rows
 
 
 def test_folding_rows_removes_what_a_killed_driver_was_writing(tmp_path):
