@@ -5,14 +5,22 @@ PY     := $(VENV)/bin/python
 CONFIG ?= configs/demo.yaml
 RUN    ?= runs/demo
 STAGES := extract wikipedia reference_pages langid line_dedup perplexity_model perplexity_score perplexity_cutoffs perplexity quality near_dedup quality_model quality_classifier \
-          arxiv stackexchange github books tokenizer tokenize mixture train
+          arxiv stackexchange github books corpus tokenizer tokenize token_parts mixture train
 
-.PHONY: setup demo test inspect export bench bench-filters bench-big-warc bench-train bench-sources clean $(STAGES)
+.PHONY: setup browser demo test inspect report export bench bench-filters bench-big-warc bench-train bench-sources clean $(STAGES)
 
 # The kenlm Python module's version (pyproject.toml): lmplz is built from the same source.
 KENLM  := 0.3.0
 
-setup: $(VENV)/.installed $(VENV)/bin/lmplz
+setup: $(VENV)/.installed $(VENV)/bin/lmplz browser
+
+# Headless Chromium, for tests/test_report.py's check that the run report renders (skipped without it).
+browser:
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null \
+		|| echo "chromium could not be installed: the report's browser test will be skipped"; \
+	else echo "no chromium (and not root with apt-get to install it): the report's browser test will be skipped"; fi
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; assert (3, 11) <= sys.version_info[:2] <= (3, 12), "need Python 3.11 or 3.12, set PYTHON="'
@@ -37,6 +45,10 @@ $(STAGES): setup
 
 inspect: setup
 	$(PY) -m pipeline inspect $(RUN) --shards
+
+# The run's HTML report: RUN/report/index.html (open it from disk).
+report: setup
+	$(PY) -m pipeline report $(RUN)
 
 # The trained model as a Hugging Face LlamaForCausalLM directory: RUN/hf.
 export: setup

@@ -79,7 +79,7 @@ def main() -> None:
 
         def stage():
             tokenize_shard(str(shard), str(model), str(tmp / "tokens"), batch_docs=args.batch_docs,
-                           num_threads=args.threads, max_part_bytes=1 << 30)
+                           num_threads=args.threads)
 
         def raw():
             for k in range(0, len(texts), args.batch_docs):

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from manifests.store import read_manifest, stages_recorded
 from pipeline import storage
-from pipeline.storage import location
+from pipeline.registry import PHASES
+from pipeline.storage import Location, location
 
 
 def _stage_order(run_dir: str | Path) -> list[str]:
@@ -20,9 +21,9 @@ def _stage_order(run_dir: str | Path) -> list[str]:
     return sorted(first, key=lambda s: (first[s] is None, first[s] or 0))
 
 
-def _quality_card(row: dict) -> list[str]:
+def _quality_card(row: dict, run_dir: Path | Location) -> list[str]:
     """The quality model's held-out metrics, from the model card beside it."""
-    card_path = str(location(row["output"]) / "quality.ftz.json")
+    card_path = str(run_dir / "quality_model" / "quality.ftz.json")
     if row["status"] != "done" or not storage.exists(card_path):
         return []
     card = json.loads(storage.read_text(card_path))
@@ -34,9 +35,9 @@ def _quality_card(row: dict) -> list[str]:
     ]
 
 
-def _mixture_table(row: dict) -> list[str]:
+def _mixture_table(row: dict, run_dir: Path | Location) -> list[str]:
     """The realised data mix (tokens, share and epochs per source), from the mixture stage's output."""
-    table = str(location(row["output"]) / "mixture.md")
+    table = str(run_dir / "mixture" / "mixture.md")
     if row["status"] != "done" or not storage.exists(table):
         return []
     return [f"    {line}" for line in storage.read_text(table).splitlines() if line]
@@ -53,10 +54,10 @@ def _tokens_per_source(rows: list[dict]) -> list[str]:
     return [f"    tokens {n:>11,}  {source} ({documents[source]:,} documents)" for source, n in tokens.most_common()]
 
 
-def _training_summary(row: dict) -> list[str]:
+def _training_summary(row: dict, run_dir: Path | Location) -> list[str]:
     """Steps, loss, validation loss, speed and loss spikes, from the trainer's train_log.jsonl beside
     its checkpoint (a step logged again after a resume or rollback counts once, its last record)."""
-    log = str(location(row["output"]).parent / "train_log.jsonl")
+    log = str(run_dir / "train" / "train_log.jsonl")
     if row["status"] != "done" or not storage.exists(log):
         return []
     records = [json.loads(line) for line in storage.read_text(log).splitlines() if line.strip()]
@@ -80,11 +81,14 @@ def _training_summary(row: dict) -> list[str]:
 
 # Stage-specific lines from a stage's rows: (rows) -> lines.
 STAGE_DETAILS = {"tokenize": _tokens_per_source}
-# Stage-specific lines read from a stage's outputs: (row) -> lines.
+# Stage-specific lines read from a stage's outputs in the run directory being inspected (which may
+# have been moved since the rows were written): (row, run directory) -> lines.
 DETAILS = {"quality_model": _quality_card, "mixture": _mixture_table, "train": _training_summary}
+LEGEND = ("task-s: the seconds the stage's tasks ran, added up over its shards (more than the wall time "
+          "when shards run side by side); a phase's line: one step of its stage, which does not pass documents on")
 
 
-def format_stage(rows: list[dict], stage: str, shards: bool = False) -> str:
+def format_stage(rows: list[dict], stage: str, shards: bool = False, run_dir: Path | Location | None = None) -> str:
     done = [r for r in rows if r["status"] == "done"]
     failed = len(rows) - len(done)
     docs_in = sum(r["docs_in"] for r in done)
@@ -96,12 +100,14 @@ def format_stage(rows: list[dict], stage: str, shards: bool = False) -> str:
     tokens = [r["tokens"] for r in done if r["tokens"] is not None]
     kept = f"{docs_out / docs_in:.1%}" if docs_in else "-"
     nodes = {r["node"] for r in rows if r.get("node")}
+    phase_of = PHASES.get(stage)
     header = (
-        f"{stage}: {len(done)} shards done{f', {failed} FAILED' if failed else ''}"
+        f"{'  ' if phase_of else ''}{stage}{f' (a phase of {phase_of})' if phase_of else ''}: "
+        f"{len(done)} shards done{f', {failed} FAILED' if failed else ''}"
         f"{f' on {len(nodes)} nodes' if len(nodes) > 1 else ''}; "
-        f"{docs_in:,} in -> {docs_out:,} out ({kept} kept)"
-        f"{f'; {sum(tokens):,} tokens' if tokens else ''}; "
-        f"{sum(r['bytes_out'] for r in done) / 1e6:,.2f} MB; {sum(r['seconds'] for r in done):,.1f} task-s"
+        + ("" if phase_of else f"{docs_in:,} in -> {docs_out:,} out ({kept} kept)"
+           f"{f'; {sum(tokens):,} tokens' if tokens else ''}; ")
+        + f"{sum(r['bytes_out'] for r in done) / 1e6:,.2f} MB; {sum(r['seconds'] for r in done):,.1f} task-s"
     )
     lines = [header]
     for reason, count in dropped.most_common():
@@ -110,7 +116,7 @@ def format_stage(rows: list[dict], stage: str, shards: bool = False) -> str:
         lines.append(f"    counted {count:>9,}  {name}")
     lines += STAGE_DETAILS.get(stage, lambda rows: [])(rows)
     for r in done:
-        lines += DETAILS.get(stage, lambda row: [])(r)
+        lines += DETAILS[stage](r, run_dir) if stage in DETAILS and run_dir is not None else []
     if shards:
         for r in sorted(rows, key=lambda r: r["shard"]):
             reasons = ", ".join(f"{k}={v}" for k, v in sorted(r["dropped"].items()))
@@ -127,4 +133,4 @@ def format_run(run_dir: str | Path, *, stage: str | None = None, shards: bool = 
     stages = [stage] if stage else _stage_order(run_dir)
     if not stages:
         return f"{run_dir}: no manifests yet (nothing has run)"
-    return "\n".join(format_stage(read_manifest(run_dir, s), s, shards) for s in stages)
+    return "\n".join([*(format_stage(read_manifest(run_dir, s), s, shards, run_dir) for s in stages), LEGEND])

@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from manifests.schema import MANIFEST_SCHEMA, TALLY_COLUMNS
@@ -126,32 +127,42 @@ def _remove_leftover_temporaries(run_dir: str | Path, stage: str) -> None:
         leftover.unlink(missing_ok=True)
 
 
-def _read_table(path: str) -> list[dict]:
+def _read_table(path: str, schema: pa.Schema) -> pa.Table:
     with storage.open_input_file(path) as file:
-        table = pq.read_table(file)
+        table = pq.read_table(file, columns=[c for c in schema.names if c in pq.read_schema(file).names])
     for column in ("node", "input_versions"):
-        if column not in table.column_names:  # written before the column existed
+        if column in schema.names and column not in table.column_names:  # written before the column existed
             table = table.append_column(column, pa.nulls(len(table), MANIFEST_SCHEMA.field(column).type))
     for column in TALLY_COLUMNS:
-        if pa.types.is_map(table.schema.field(column).type):
-            target = MANIFEST_SCHEMA.field(column).type
+        if column in table.column_names and pa.types.is_map(table.schema.field(column).type):
             table = table.set_column(table.schema.get_field_index(column), column,
-                                     _map_as_list(table[column], target))
-    return table.select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA).to_pylist()
+                                     _map_as_list(table[column], MANIFEST_SCHEMA.field(column).type))
+    return table.select(schema.names).cast(schema)
+
+
+def read_manifest_table(run_dir: str | Path, stage: str, columns: list[str] | None = None) -> pa.Table:
+    """The stage's rows as an Arrow table of `columns` (all by default), sorted by shard: its table
+    and the row files recorded since, which override the table's rows of the same shard. For readers
+    of many rows (a 90,000-shard stage) that need only some columns."""
+    columns = list(columns or MANIFEST_SCHEMA.names)
+    schema = pa.schema([MANIFEST_SCHEMA.field(c) for c in (columns if "shard" in columns else ["shard", *columns])])
+    row_files = _row_files(run_dir, stage)
+    with ThreadPoolExecutor(min(READ_THREADS, max(1, len(row_files)))) as pool:
+        pending = [{**row, **_tallies_as_lists(row)} for row in pool.map(_recorded_row, row_files)]
+    tables = [pa.Table.from_pylist(pending, schema=schema)]
+    path = str(manifest_path(run_dir, stage))
+    if storage.exists(path):
+        table = _read_table(path, schema)
+        recorded = pc.is_in(table["shard"], value_set=pa.array([r["shard"] for r in pending], pa.string()))
+        tables.insert(0, table.filter(pc.invert(recorded)))
+    merged = pa.concat_tables(tables)
+    return merged.take(pc.sort_indices(merged["shard"])).select(columns)
 
 
 def read_manifest(run_dir: str | Path, stage: str) -> list[dict]:
-    """The stage's rows as dicts (`dropped` as a dict), sorted by shard, or [] if it has not run."""
-    path = str(manifest_path(run_dir, stage))
-    rows: dict[str, dict] = {}
-    if storage.exists(path):
-        for row in _read_table(path):
-            rows[row["shard"]] = {**row, **_tallies_as_dicts(row)}
-    row_files = _row_files(run_dir, stage)
-    with ThreadPoolExecutor(min(READ_THREADS, max(1, len(row_files)))) as pool:
-        for row in pool.map(_recorded_row, row_files):
-            rows[row["shard"]] = row
-    return [rows[shard] for shard in sorted(rows)]
+    """The stage's rows as dicts (`dropped` and `counters` as dicts), sorted by shard, or [] if it
+    has not run."""
+    return [{**row, **_tallies_as_dicts(row)} for row in read_manifest_table(run_dir, stage).to_pylist()]
 
 
 def stages_recorded(run_dir: str | Path) -> list[str]:

@@ -1,4 +1,4 @@
-"""Command line: `python -m pipeline run|inspect|validate ...` (also installed as `llama-data`)."""
+"""Command line: `python -m pipeline run|inspect|report|validate ...` (also installed as `llama-data`)."""
 
 from __future__ import annotations
 
@@ -55,7 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("run_dir", help="run directory (run.output of its config)")
     inspect.add_argument("--stage", choices=STAGE_ORDER, help="only this stage")
     inspect.add_argument("--shards", action="store_true", help="add per-shard detail")
+
+    report = verbs.add_parser("report", help="write the run's HTML report, RUN_DIR/report/index.html")
+    report.add_argument("run_dir", help="run directory (run.output of its config)")
     return parser
+
+
+def _report(run_dir) -> None:
+    from manifests.report import write_report  # plotly: only when a report is written
+
+    print(f"report: {write_report(run_dir)}")
 
 
 def _load(args: argparse.Namespace):
@@ -72,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb == "inspect":
             print(format_run(args.run_dir, stage=args.stage, shards=args.shards))
             return 0
+        if args.verb == "report":
+            _report(args.run_dir)
+            return 0
         config = _load(args)
         if args.verb == "validate":
             config.check_inputs()  # as `run` does before starting Ray
@@ -84,8 +96,10 @@ def main(argv: list[str] | None = None) -> int:
             run_pipeline(config, args.stages)
         except StageFailed as exc:
             print(f"error: {exc}", file=sys.stderr)
+            _report(config.output_dir)
             return 1
         print(format_run(config.output_dir))
+        _report(config.output_dir)
         return 0
     except (ConfigError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)

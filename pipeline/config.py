@@ -457,6 +457,13 @@ class MixtureParams(Section):
     )
 
 
+class CorpusParams(Section):
+    """Every source's clean documents in one shape (stages/corpus.py), under RUN_DIR/corpus/: as
+    large as the clean text again, so turn it off where only the token shards are wanted."""
+
+    enabled: bool = True
+
+
 class TokenizerParams(Section):
     vocab_size: Annotated[int, Field(ge=300, le=1_000_000)] = 32000
     sample_bytes: PositiveInt = 200_000_000
@@ -468,7 +475,14 @@ class TokenizerParams(Section):
 class TokenizeParams(Section):
     batch_docs: PositiveInt = 256
     num_threads: PositiveInt = 2
-    max_part_bytes: PositiveInt = Field(default=1 << 30, description="a token shard's .bin is cut into parts of at most this")
+
+
+class TokenPartsParams(Section):
+    """Each source's token shards merged into the parts the blend names (stages/token_parts.py)."""
+
+    max_part_bytes: PositiveInt = Field(
+        default=1 << 30, description="a part's .bin holds about this (at least half unless its source has less)"
+    )
 
 
 # The names of trainer.model.PRESETS, listed here so validating a config does not import torch.
@@ -519,8 +533,10 @@ class StagesSection(Section):
     stackexchange: StackExchangeParams = StackExchangeParams()
     github: GithubParams = GithubParams()
     books: BooksParams = BooksParams()
+    corpus: CorpusParams = CorpusParams()
     tokenizer: TokenizerParams = TokenizerParams()
     tokenize: TokenizeParams = TokenizeParams()
+    token_parts: TokenPartsParams = TokenPartsParams()
     mixture: MixtureParams = MixtureParams()
     train: TrainParams = TrainParams()
 

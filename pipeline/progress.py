@@ -1,8 +1,7 @@
 """A stage's progress while its shards run: documents and bytes per second, and an ETA.
 
 Tasks report how far their shard has got (`ProgressBoard`, a Ray actor the tasks send to without
-waiting); the driver adds the shards already finished and logs one line every few seconds, so that
-an hour-long stage never runs silent.
+waiting); the driver adds the shards already finished. pipeline/progress_display.py shows it.
 """
 
 from __future__ import annotations
@@ -11,8 +10,6 @@ import time
 from dataclasses import dataclass, field
 
 import ray
-
-REFRESH_S = 5.0
 
 
 @ray.remote(num_cpus=0)
@@ -59,22 +56,30 @@ class StageProgress:
         self.done_docs_out += row["docs_out"]
         self.done_bytes += input_bytes
 
-    def line(self) -> str:
-        elapsed = max(time.monotonic() - self.started, 1e-9)
+    def rates(self) -> str:
+        """Documents in and out, and megabytes read, with their rates."""
+        elapsed = self._elapsed()
         docs_in = self.done_docs_in + sum(r[0] for r in self.running.values())
         docs_out = self.done_docs_out + sum(r[1] for r in self.running.values())
-        read = self.done_bytes + sum(r[2] for r in self.running.values())
-        parts = [
-            f"[{self.name}] {self.done_shards}/{self.total_shards} shards",
-            f"{docs_in:,} docs in ({docs_in / elapsed:,.0f}/s), {docs_out:,} out",
-        ]
+        text = f"{docs_in:,} docs in ({docs_in / elapsed:,.0f}/s), {docs_out:,} out"
         if self.total_bytes:
-            parts.append(f"{read / 1e6:,.1f}/{self.total_bytes / 1e6:,.1f} MB ({read / 1e6 / elapsed:,.1f} MB/s)")
-            share = read / self.total_bytes
-        else:
-            share = self.done_shards / max(self.total_shards, 1)
-        parts.append(f"ETA {format_duration(elapsed * (1 - share) / share) if share > 0 else '?'}")
-        return " · ".join(parts)
+            read = self._bytes_read()
+            text += f" · {read / 1e6:,.1f}/{self.total_bytes / 1e6:,.1f} MB ({read / 1e6 / elapsed:,.1f} MB/s)"
+        return text
+
+    def eta(self) -> str:
+        """The time left at the rate so far: of the bytes still to read, or else of the shards."""
+        share = self._bytes_read() / self.total_bytes if self.total_bytes else self.done_shards / max(self.total_shards, 1)
+        return format_duration(self._elapsed() * (1 - share) / share) if share > 0 else "?"
+
+    def line(self) -> str:
+        return f"[{self.name}] {self.done_shards}/{self.total_shards} shards · {self.rates()} · ETA {self.eta()}"
+
+    def _elapsed(self) -> float:
+        return max(time.monotonic() - self.started, 1e-9)
+
+    def _bytes_read(self) -> int:
+        return self.done_bytes + sum(r[2] for r in self.running.values())
 
 
 def format_duration(seconds: float) -> str:

@@ -29,11 +29,12 @@ def ray_session(config: RunConfig):
     if ray.is_initialized():
         yield
         return
-    log.info("starting Ray (%s)", "embedded local cluster on 127.0.0.1" if address == "local" else address)
+    log.info("starting Ray (%s)", "embedded local cluster on 127.0.0.1, no dashboard" if address == "local" else address)
     if address == "local":
         start_local_ray(config.run.num_cpus)
     else:
-        ray.init(address=address, logging_level=logging.WARNING)
+        context = ray.init(address=address, logging_level=logging.WARNING)
+        log.info("Ray dashboard: %s", f"http://{context.dashboard_url}" if context.dashboard_url else "off on this cluster")
     try:
         yield
     finally:

@@ -297,6 +297,23 @@ def source_documents(rows: Upstream) -> dict[str, list[dict]]:
     return documents
 
 
+def plan_corpus(config: RunConfig, rows: Upstream) -> list[ShardTask]:
+    """One task per clean shard of every source: `RUN_DIR/corpus/<source>/<shard>.parquet`."""
+    out = config.output_dir / "corpus"
+    tasks = []
+    for source, shards in source_documents(rows).items():
+        for r in shards:
+            tasks.append(ShardTask(f"{source}/{r['shard']}", [r["output"]],
+                                   str(out / source / f"{r['shard']}.parquet"), len(tasks)))
+    return tasks
+
+
+def run_corpus(task: ShardTask, params: dict) -> ShardStats:
+    from stages.corpus import write_corpus_shard
+
+    return write_corpus_shard(task.inputs[0], task.output)
+
+
 def plan_tokenizer(config: RunConfig, rows: Upstream) -> list[ShardTask]:
     """One task over every source's documents, each shard sampled at its source's rate."""
     from stages.tokenizer import sampling_rates
@@ -339,22 +356,55 @@ def plan_tokenize(config: RunConfig, rows: Upstream) -> list[ShardTask]:
     return tasks
 
 
+def plan_token_parts(config: RunConfig, rows: Upstream) -> list[ShardTask]:
+    """Per source, its non-empty token shards in name order, grouped into parts (stages.token_parts)."""
+    from stages.token_parts import group_shards
+    from trainer.indexed_dataset import best_dtype
+
+    token_bytes = best_dtype(config.stages.tokenizer.vocab_size).itemsize
+    shards_of: dict[str, list[dict]] = {}
+    for row in sorted(rows["tokenize"], key=lambda r: r["shard"]):
+        if row["tokens"]:
+            shards_of.setdefault(row["shard"].split("/")[0], []).append(row)
+    tasks = []
+    for source, shards in shards_of.items():
+        groups = group_shards([r["tokens"] * token_bytes for r in shards], config.stages.token_parts.max_part_bytes)
+        for k, group in enumerate(groups):
+            tasks.append(ShardTask(f"{source}/part-{k:05d}", [shards[i]["output"] for i in group],
+                                   str(config.output_dir / "token_parts" / source / f"part-{k:05d}"), len(tasks)))
+    return tasks
+
+
+def _dataset_file(suffix: str) -> Callable[[str], Path | storage.Location]:
+    return lambda prefix: location(f"{prefix}{suffix}")
+
+
+def _part_files(prefix: str) -> list[str]:
+    """What a token part writes besides its .idx: its tokens and its sidecar."""
+    from stages.token_parts import SIDECAR
+
+    return [str(_dataset_file(suffix)(prefix)) for suffix in (".bin", SIDECAR)]
+
+
 def plan_mixture(config: RunConfig, rows: Upstream) -> list[ShardTask]:
-    from stages.tokenize import PARTS_FILE
+    from stages.token_parts import SIDECAR
 
     train = config.stages.train
     budget = config.stages.mixture.token_budget or train.steps * train.batch_size * train.seq_len
-    # Each shard's parts.json: all the mixture reads, without the token data itself.
-    parts = [str(location(r["output"]) / PARTS_FILE) for r in rows["tokenize"]]
+    # Each part's sidecar: all the mixture reads, without the token data itself.
+    parts = [str(_dataset_file(SIDECAR)(r["output"])) for r in sorted(rows["token_parts"], key=lambda r: r["shard"])]
     return [ShardTask("mixture", parts, str(config.output_dir / "mixture"), options={"token_budget": budget})]
 
 
 def plan_train(config: RunConfig, rows: Upstream) -> list[ShardTask]:
+    from stages.token_parts import SIDECAR
+
     [mixture], tokenizer = rows["mixture"], rows["tokenizer"][0]["output"]
-    # The token shards the blend names (the folders of the mixture's parts.json files), after the
-    # two files the run function opens.
-    shards = [str(location(parts).parent) for parts in mixture["inputs"]]
-    return [ShardTask("train", [mixture["output"], tokenizer, *shards], str(config.output_dir / "train" / "checkpoint.pt"))]
+    # The token parts the blend names (beside the mixture's sidecars), after the two files the run
+    # function opens.
+    prefixes = [sidecar.removesuffix(SIDECAR) for sidecar in mixture["inputs"]]
+    parts = [f"{prefix}{suffix}" for prefix in prefixes for suffix in (".bin", ".idx")]
+    return [ShardTask("train", [mixture["output"], tokenizer, *parts], str(config.output_dir / "train" / "checkpoint.pt"))]
 
 
 def run_extract(task: ShardTask, params: dict, progress=None) -> ShardStats:
@@ -660,11 +710,16 @@ def run_tokenize(task: ShardTask, params: dict) -> ShardStats:
     return tokenize_shard(data, tokenizer, task.output, **params)
 
 
+def run_token_parts(task: ShardTask, params: dict) -> ShardStats:
+    from stages.token_parts import merge_shards
+
+    return merge_shards(task.inputs, task.output)
+
+
 def run_mixture(task: ShardTask, params: dict) -> ShardStats:
     from stages.mixture import write_mixture
 
-    token_dirs = [str(Path(parts).parent) for parts in task.inputs]
-    return write_mixture(token_dirs, task.output, sources=params["sources"], token_budget=params["token_budget"])
+    return write_mixture(task.inputs, task.output, sources=params["sources"], token_budget=params["token_budget"])
 
 
 def run_train(task: ShardTask, params: dict) -> ShardStats:
@@ -761,7 +816,9 @@ SPECS = [
     *GITHUB_DEDUP,
     StageSpec("books", "books", (), plan_books, run_books, enabled=_has_inputs("books")),
     *BOOKS_DEDUP,
-    # Tokenizer, token shards, training
+    # The clean corpus in one shape, and then tokenizer, token shards, training
+    StageSpec("corpus", "corpus", CLEAN_DOCUMENT_STAGES, plan_corpus, run_corpus,
+              enabled=lambda config: config.stages.corpus.enabled, settings=()),
     # Its num_threads is hashed: SentencePiece's BPE training gives another model on another count.
     StageSpec("tokenizer", "tokenizer", CLEAN_DOCUMENT_STAGES, plan_tokenizer, run_tokenizer, _threads("num_threads"),
               lambda model: _tokenizer_export(model) / "tokenizer.json",
@@ -769,9 +826,11 @@ SPECS = [
     # Encoding a document gives the same ids whatever the threads and the batches.
     StageSpec("tokenize", "tokenize", (*CLEAN_DOCUMENT_STAGES, "tokenizer"), plan_tokenize, run_tokenize,
               _threads("num_threads"), unhashed=("num_threads", "batch_docs")),
-    StageSpec("mixture", "mixture", ("tokenize",), plan_mixture, run_mixture, also=("train",)),
-    # It reads the token shards the mixture names: their rows are what they hold.
-    StageSpec("train", "train", ("mixture", "tokenizer", "tokenize"), plan_train, run_train,
+    StageSpec("token_parts", "token_parts", ("tokenize",), plan_token_parts, run_token_parts,
+              completion_marker=_dataset_file(".idx"), side_outputs=_part_files),
+    StageSpec("mixture", "mixture", ("token_parts",), plan_mixture, run_mixture, also=("train",)),
+    # It reads the token parts the mixture names: their rows are what they hold.
+    StageSpec("train", "train", ("mixture", "tokenizer", "token_parts"), plan_train, run_train,
               lambda p: {"num_cpus": p["threads"], "num_gpus": 1 if p["device"] == "cuda" else 0}),
 ]
 STAGES: dict[str, StageSpec] = {spec.name: spec for spec in SPECS}
@@ -779,6 +838,9 @@ STAGES: dict[str, StageSpec] = {spec.name: spec for spec in SPECS}
 INPUT_STAGES = {"extract": "common_crawl", "wikipedia": "wikipedia", "arxiv": "arxiv",
                 "stackexchange_sites": "stackexchange", "github": "github", "books": "books"}
 STAGE_ORDER = list(STAGES)
+# {phase: its stage}: the steps of a multi-phase stage before the one that writes its documents.
+PHASES = {phase.name: group[-1].name for group in (LINE_DEDUP, PERPLEXITY, NEAR_DEDUP, GITHUB_DEDUP, BOOKS_DEDUP)
+          for phase in group[:-1]} | {"stackexchange_sites": "stackexchange"}
 # `--stages line_dedup` (and `make line_dedup`) runs every phase of a multi-phase step; a source's
 # name runs all of that source's stages.
 STAGE_GROUPS = {

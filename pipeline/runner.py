@@ -3,7 +3,8 @@
 Stages that read their upstream's shards document by document (language ID after extraction)
 run in the same task as it, shard by shard, when both run: one read of the documents less and one
 scheduling round less, while each stage keeps its own output, manifest row and drop reasons.
-Shards run largest first; a progress line with rates and an ETA is logged every few seconds.
+Shards run largest first; their progress, with rates and an ETA, is shown as they run
+(pipeline/progress_display.py).
 
 A shard counts as finished when its manifest row says `done` under the same config hash, inputs
 and input versions (what its inputs hold: a file's size and time, or the row of the upstream shard
@@ -42,7 +43,8 @@ from manifests.schema import DONE, FAILED
 from manifests.store import read_manifest, record_row, write_manifest
 from pipeline import storage
 from pipeline.config import ConfigError, RunConfig
-from pipeline.progress import REFRESH_S, ProgressBoard, StageProgress, shard_reporter
+from pipeline.progress import ProgressBoard, StageProgress, shard_reporter
+from pipeline.progress_display import stage_display
 from pipeline.ray_session import ray_session
 from pipeline.registry import INPUT_STAGES, STAGE_ORDER, STAGES, ShardTask, StageSpec, expand_stages, section_of
 
@@ -299,34 +301,35 @@ def run_step(config: RunConfig, names: list[str], hashes: dict[str, str], board)
     progress = StageProgress(label, len(chains), sum(sizes.values()))
     finished: list[str] = []
     last_report = time.monotonic()
-    while True:
-        for steps in itertools.islice(queue, window - len(pending)):
-            pending[remote.remote(steps, board, settings)] = steps
-        if not pending:
-            break
-        ready, _ = ray.wait(list(pending), num_returns=1, timeout=REFRESH_S)
-        for ref in ready:
-            steps = pending.pop(ref)
-            try:
-                chain_rows = ray.get(ref)
-            except ray.exceptions.RayError as exc:  # the worker died (killed, out of memory) on every try
-                error = f"{type(exc).__name__}: {exc}"
-                chain_rows = [_row(stage, task, h, status=FAILED, error=error) for stage, task, _, h in steps]
-            shard = steps[0][1].shard
-            progress.finish(shard, chain_rows[0], sizes[shard])
-            finished.append(shard)
-            for row in versions.recorded_in(chain_rows, tasks):
-                rows[row["stage"]][row["shard"]] = row
-                record_row(config.output_dir, row["stage"], row)
-                _log_row(row["stage"], row, done=progress.done_shards, total=len(chains),
-                         elapsed=time.monotonic() - progress.started)
-        if pending and time.monotonic() - last_report >= REFRESH_S:
-            running = {steps[0][1].shard for steps in pending.values()}
-            reports = ray.get(board.snapshot.remote(finished))
-            progress.running = {k: v for k, v in reports.items() if k in running}
-            finished = []
-            log.info(progress.line())
-            last_report = time.monotonic()
+    with stage_display(progress) as display:
+        while True:
+            for steps in itertools.islice(queue, window - len(pending)):
+                pending[remote.remote(steps, board, settings)] = steps
+            if not pending:
+                break
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=display.refresh_s)
+            for ref in ready:
+                steps = pending.pop(ref)
+                try:
+                    chain_rows = ray.get(ref)
+                except ray.exceptions.RayError as exc:  # the worker died (killed, out of memory) on every try
+                    error = f"{type(exc).__name__}: {exc}"
+                    chain_rows = [_row(stage, task, h, status=FAILED, error=error) for stage, task, _, h in steps]
+                shard = steps[0][1].shard
+                progress.finish(shard, chain_rows[0], sizes[shard])
+                finished.append(shard)
+                for row in versions.recorded_in(chain_rows, tasks):
+                    rows[row["stage"]][row["shard"]] = row
+                    record_row(config.output_dir, row["stage"], row)
+                    _log_row(row["stage"], row, done=progress.done_shards, total=len(chains),
+                             elapsed=time.monotonic() - progress.started)
+            if pending and time.monotonic() - last_report >= display.refresh_s:
+                running = {steps[0][1].shard for steps in pending.values()}
+                reports = ray.get(board.snapshot.remote(finished))
+                progress.running = {k: v for k, v in reports.items() if k in running}
+                finished = []
+                display.show()
+                last_report = time.monotonic()
 
     # A retried task's killed attempt left its temporaries; no task of the step runs now.
     _remove_leftover_temporaries(specs, tasks)

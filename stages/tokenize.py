@@ -11,16 +11,17 @@ non-space characters. No piece of the vocabulary spans such a space (BPE pieces 
 inside, only at their start), and SentencePiece's dummy-prefix space stands in for the one cut: the
 ids are exactly those of the whole document (tested), and time stays linear in its length.
 
-One document shard becomes a directory of Megatron datasets, `part-00000.bin/.idx`, ..., each at
-most `max_part_bytes` of `.bin` (a document never spans two parts), and `parts.json` listing each
-part's prefix, documents and tokens. The directory appears whole or not at all.
+One document shard becomes a directory holding a Megatron dataset, `part-00000.bin/.idx` (none
+when no document is left), and `parts.json` listing its prefix, documents and tokens. The directory
+appears whole or not at all. The token_parts stage (stages/token_parts.py) merges a source's shards
+into the parts of the size Megatron-LM expects.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -61,41 +62,27 @@ def encode_documents(tokenizer, texts: list[str], num_threads: int) -> Iterator[
 
 def read_parts(output_dir: str | Path) -> list[dict]:
     """The parts of a tokenized shard: [{"prefix": absolute prefix, "documents": n, "tokens": n,
-    "bin_bytes": n}] (`bin_bytes` is absent from shards tokenized before it was recorded)."""
+    "bin_bytes": n}] (one, or none; shards tokenized before the token_parts stage may have several,
+    and no `bin_bytes`)."""
     output_dir = Path(output_dir)
     parts = json.loads((output_dir / PARTS_FILE).read_text())["parts"]
     return [{**part, "prefix": str(output_dir / part["prefix"])} for part in parts]
 
 
-class PartWriter:
-    """Megatron datasets `part-NNNNN` in `directory`, a new one whenever the next document would
-    take the current one past `max_part_bytes` of tokens."""
-
-    def __init__(self, directory: Path, dtype: np.dtype, max_part_bytes: int):
-        self.directory, self.dtype, self.max_part_bytes = directory, dtype, max_part_bytes
-        self.parts: list[dict] = []
-        self.bytes_written = 0
-        self._writer: IndexedDatasetWriter | None = None
-
-    def add(self, document: np.ndarray) -> None:
-        writer = self._writer
-        if writer is not None and (writer.num_tokens + len(document)) * self.dtype.itemsize > self.max_part_bytes:
-            self._close_part()
-        if self._writer is None:
-            self._writer = IndexedDatasetWriter(self.directory / f"part-{len(self.parts):05d}", self.dtype)
-        self._writer.add_document(document)
-
-    def _close_part(self) -> None:
-        writer, self._writer = self._writer, None
-        writer.finalize()
-        self.bytes_written += writer.bytes_written
-        self.parts.append({"prefix": writer.bin_path.stem, "documents": writer.num_documents, "tokens": writer.num_tokens,
-                           "bin_bytes": writer.bin_path.stat().st_size})
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._close_part()
-        (self.directory / PARTS_FILE).write_text(json.dumps({"parts": self.parts}, indent=1) + "\n")
+def write_token_shard(output_dir: str | Path, documents: Iterable[np.ndarray], dtype: np.dtype) -> int:
+    """A tokenized shard's directory (its dataset and parts.json) holding `documents`, appearing
+    whole or not at all. Returns the bytes written."""
+    with atomic_dir(output_dir) as tmp:
+        writer, parts = None, []
+        for document in documents:
+            writer = writer or IndexedDatasetWriter(tmp / "part-00000", dtype)
+            writer.add_document(document)
+        if writer is not None:
+            writer.finalize()
+            parts.append({"prefix": writer.bin_path.stem, "documents": writer.num_documents,
+                          "tokens": writer.num_tokens, "bin_bytes": writer.bin_path.stat().st_size})
+        (tmp / PARTS_FILE).write_text(json.dumps({"parts": parts}, indent=1) + "\n")
+    return writer.bytes_written if writer is not None else 0
 
 
 def tokenize_shard(
@@ -105,23 +92,21 @@ def tokenize_shard(
     *,
     batch_docs: int,
     num_threads: int,
-    max_part_bytes: int,
 ) -> ShardStats:
     tokenizer = load_tokenizer(tokenizer_path)
     dtype = best_dtype(tokenizer.vocab_size())
     stats = ShardStats(tokens=0)
-    with atomic_dir(output_dir) as tmp:
-        parts = PartWriter(tmp, dtype, max_part_bytes)
+
+    def documents() -> Iterator[np.ndarray]:
         for batch in read_document_batches(input_path, columns=["text"], batch_size=batch_docs):
             stats.docs_in += len(batch)
             for ids in encode_documents(tokenizer, [doc["text"] for doc in batch], num_threads):
                 if not ids:
                     stats.drop("empty_after_tokenization")
                     continue
-                parts.add(np.array([BOS_ID, *ids, EOS_ID], dtype=dtype))
                 stats.docs_out += 1
                 stats.tokens += len(ids) + 2
-        parts.close()
-    stats.bytes_out = parts.bytes_written
-    stats.counters["parts"] = len(parts.parts)
+                yield np.array([BOS_ID, *ids, EOS_ID], dtype=dtype)
+
+    stats.bytes_out = write_token_shard(output_dir, documents(), dtype)
     return stats.check()

@@ -27,6 +27,15 @@ FAST_STAGES = {
     "train": {"preset": "tiny", "steps": 12, "seq_len": 64, "batch_size": 4, "warmup_steps": 3, "threads": 1},
 }
 ENGLISH_WARCS = ["wget-2024-academic-0", "wget-2024-academic-1", "cc-main-2024-22-whirlwind"]
+# The session's full run (conftest.finished_run): these WARCs and one small real sample of every other source.
+SMALL = ["wget-2024-academic-0", "wget-2024-academic-1", "cc-main-2024-22-whirlwind", "cc-main-2020-34-excerpt"]
+OTHER_SOURCES = {
+    "wikipedia": [str(ROOT / "samples" / "wikipedia" / "enwiki-table-markup.xml.bz2")],
+    "arxiv": [str(ROOT / "samples" / "arxiv" / "1802.06067_note-on-cam16")],
+    "stackexchange": [str(ROOT / "samples" / "stackexchange" / "*.com")],
+    "github": [str(ROOT / "samples" / "github" / "npm_minimist-1.2.8")],
+    "books.gutenberg": [str(ROOT / "samples" / "books" / "gutenberg" / "pg1342-0.txt")],
+}
 
 
 

@@ -100,7 +100,7 @@ def test_two_runs_in_two_directories_write_the_same_files(two_runs):
 
 def test_a_moved_run_directory_reads_its_blend(two_runs, tmp_path):
     moved = tmp_path / "moved"
-    for part in ("mixture", "tokens"):
+    for part in ("mixture", "token_parts"):
         shutil.copytree(two_runs[0] / part, moved / part)
     prefixes = [p for source in read_blend(moved / "mixture") for p in source["prefixes"]]
     assert prefixes and all(p.startswith(str(moved)) and len(IndexedDataset(p)) for p in prefixes)

@@ -1,7 +1,5 @@
 """Language ID, tokenizer training and tokenization on real extracted pages (no Ray)."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -129,8 +127,7 @@ def test_sampling_rates_split_the_sample_by_weight():
 
 
 def test_tokenize_writes_one_bos_eos_sequence_per_document(english, tokenizer_model, tmp_path):
-    stats = tokenize_shard(english[0], str(tokenizer_model), str(tmp_path / "tokens"), batch_docs=7, num_threads=1,
-                           max_part_bytes=1 << 30)
+    stats = tokenize_shard(english[0], str(tokenizer_model), str(tmp_path / "tokens"), batch_docs=7, num_threads=1)
     documents = list(read_documents(english[0]))
     [part] = read_parts(tmp_path / "tokens")
     dataset = IndexedDataset(part["prefix"])
@@ -141,23 +138,6 @@ def test_tokenize_writes_one_bos_eos_sequence_per_document(english, tokenizer_mo
         sequence = dataset[i].tolist()
         assert sequence[0] == BOS_ID and sequence[-1] == EOS_ID
         assert sp.decode(sequence[1:-1]) == documents[i]["text"]
-
-
-def test_tokenize_cuts_parts_at_the_size_limit(english, tokenizer_model, tmp_path):
-    whole = tokenize_shard(english[0], str(tokenizer_model), str(tmp_path / "whole"), batch_docs=7, num_threads=1,
-                           max_part_bytes=1 << 30)
-    limit = 20_000
-    stats = tokenize_shard(english[0], str(tokenizer_model), str(tmp_path / "parts"), batch_docs=7, num_threads=1,
-                           max_part_bytes=limit)
-    parts = read_parts(tmp_path / "parts")
-    assert len(parts) == stats.counters["parts"] > 2
-    assert sum(p["tokens"] for p in parts) == stats.tokens == whole.tokens
-    sizes = [Path(p["prefix"] + ".bin").stat().st_size for p in parts]
-    # A part goes over the limit only when one document alone does.
-    assert all(size <= limit or p["documents"] == 1 for size, p in zip(sizes, parts))
-    [single] = read_parts(tmp_path / "whole")
-    joined = [seq.tolist() for p in parts for seq in IndexedDataset(p["prefix"])]
-    assert joined == [seq.tolist() for seq in IndexedDataset(single["prefix"])]
 
 
 def test_long_lines_are_cut_to_sentencepiece_limit_not_skipped():

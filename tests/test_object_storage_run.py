@@ -39,7 +39,7 @@ def _objects(run: str) -> dict[str, bytes]:
     return {
         uri.removeprefix(run + "/"): storage.read_bytes(uri)
         for uri in storage.list_files(run, recursive=True)
-        if not uri.removeprefix(run + "/").startswith(("manifests/", "logs/"))
+        if not uri.removeprefix(run + "/").startswith(("manifests/", "logs/", "report/"))
     }
 
 
@@ -47,7 +47,7 @@ def _files(run_dir: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(run_dir)): p.read_bytes()
         for p in sorted(run_dir.rglob("*"))
-        if p.is_file() and "manifests" not in p.parts and "logs" not in p.parts
+        if p.is_file() and "manifests" not in p.parts and "logs" not in p.parts and "report" not in p.parts
     }
 
 

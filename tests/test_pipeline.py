@@ -4,6 +4,7 @@ import glob
 import gzip
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,33 +26,11 @@ from pipeline.runner import run_pipeline
 from stages.documents import read_documents
 from stages.extract import extract_warc
 from stages.tokenize import read_parts
-from tests.support import ROOT, WARCS, write_config, write_warc
+# OTHER_SOURCES: test_determinism imports it from here.
+from tests.support import OTHER_SOURCES, ROOT, SMALL, WARCS, write_config, write_warc  # noqa: F401
 from trainer.indexed_dataset import IndexedDataset
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
-SMALL = ["wget-2024-academic-0", "wget-2024-academic-1", "cc-main-2024-22-whirlwind", "cc-main-2020-34-excerpt"]
-
-
-# One small real sample of every other source, so that every stage runs.
-OTHER_SOURCES = {
-    "wikipedia": [str(ROOT / "samples" / "wikipedia" / "enwiki-table-markup.xml.bz2")],
-    "arxiv": [str(ROOT / "samples" / "arxiv" / "1802.06067_note-on-cam16")],
-    "stackexchange": [str(ROOT / "samples" / "stackexchange" / "*.com")],
-    "github": [str(ROOT / "samples" / "github" / "npm_minimist-1.2.8")],
-    "books.gutenberg": [str(ROOT / "samples" / "books" / "gutenberg" / "pg1342-0.txt")],
-}
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("full")
-    config = load_config(
-        write_config(tmp_path, warcs=SMALL, stages={"quality_classifier": {"enabled": True}, "perplexity": {"enabled": True},
-                                                    "stackexchange": {"sites": 1}}),
-        inputs=OTHER_SOURCES,
-    )
-    run_pipeline(config)
-    return config
 
 
 def test_every_stage_records_balanced_rows(finished_run):
@@ -166,11 +145,22 @@ def test_manifests_open_without_this_project(finished_run, tmp_path, monkeypatch
     assert sum(item["count"] for items in rows["dropped"] for item in items) == dropped_docs
 
 
-def test_inspect_prints_the_funnel(finished_run):
+def test_inspect_prints_the_funnel(finished_run, tmp_path):
+    from pipeline.registry import PHASES
+
     text = format_run(finished_run.output_dir, shards=True)
-    for stage in [s for s in STAGE_ORDER if s != "reference_pages"]:  # off without a crawl index
-        assert f"{stage}: " in text
+    for stage in [s for s in STAGE_ORDER if s not in PHASES and s != "reference_pages"]:  # off without a crawl index
+        assert f"\n{stage}: " in f"\n{text}"
     assert "dropped" in text and "shard wget-2024-academic-0" in text
+    # A phase shows its own counters, not a funnel of documents it does not pass on.
+    [phase] = [line for line in text.splitlines() if line.startswith("  line_dedup_find (a phase of line_dedup): ")]
+    assert " in -> " not in phase and "task-s" in phase
+    assert text.splitlines()[-1].startswith("task-s: ")
+
+    moved = tmp_path / "moved"
+    shutil.copytree(finished_run.output_dir / "manifests", moved / "manifests")
+    shutil.copytree(finished_run.output_dir / "train", moved / "train", ignore=shutil.ignore_patterns("checkpoint*"))
+    assert f"log {moved / 'train' / 'train_log.jsonl'}" in format_run(moved, stage="train")
 
 
 def test_crawl_documents_carry_their_perplexity_bucket(finished_run):
@@ -419,3 +409,27 @@ def test_tokenizer_trained_on_the_mix_round_trips_every_source(finished_run):
         assert hf(text, add_special_tokens=False).input_ids == ids
         assert hf(text).input_ids == [1, *ids]
         assert llama(text).input_ids == [1, *ids]
+
+
+def test_the_clean_corpus_of_every_source_loads_as_one_dataset(finished_run, tmp_path, monkeypatch):
+    import datasets
+
+    from pipeline.registry import source_documents
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    corpus = datasets.load_dataset("parquet", data_files=str(finished_run.output_dir / "corpus" / "*" / "*.parquet"),
+                                   split="train")
+    assert corpus.column_names == ["id", "source", "text", "url", "metadata"]
+    clean = source_documents({stage: read_manifest(finished_run.output_dir, stage) for stage in STAGE_ORDER})
+    expected = {source: sum(r["docs_out"] for r in rows) for source, rows in clean.items()}
+    assert set(expected) == {"common_crawl", "wikipedia", "arxiv", "stackexchange", "github", "books"}
+    assert Counter(corpus["source"]) == expected
+    assert len(set(corpus["id"])) == corpus.num_rows
+    by_source = {}
+    for document in corpus:
+        by_source.setdefault(document["source"], document)
+    assert by_source["common_crawl"]["url"].startswith("http")
+    assert json.loads(by_source["common_crawl"]["metadata"])["language"] == "en"
+    assert {"repository", "path", "license"} <= set(json.loads(by_source["github"]["metadata"]))
+    assert by_source["github"]["url"] is None

@@ -13,6 +13,7 @@ numpy only: the tokenize stage imports the writer and must not pull in torch.
 from __future__ import annotations
 
 import os
+import shutil
 import struct
 import uuid
 from pathlib import Path
@@ -34,6 +35,7 @@ DTYPES = {
     8: np.dtype(np.uint16),
 }
 DTYPE_CODES = {dtype: code for code, dtype in DTYPES.items()}
+COPY_CHUNK_BYTES = 16 << 20
 
 
 def best_dtype(vocab_size: int) -> np.dtype:
@@ -45,6 +47,63 @@ def dataset_paths(prefix: str | Path) -> tuple[Path, Path]:
     """The `.bin` and `.idx` paths of the dataset at `prefix`."""
     prefix = Path(prefix)
     return prefix.with_name(prefix.name + ".bin"), prefix.with_name(prefix.name + ".idx")
+
+
+def _temporary(path: Path, tag: str) -> Path:
+    return path.with_name(f".{path.name}.tmp-{tag}")
+
+
+def _publish(tmp_bin: Path, tmp_idx: Path, bin_path: Path, idx_path: Path) -> None:
+    """`.bin` first, `.idx` last: a reader needs both, so a dataset never looks finished early.
+    An index left from an earlier dataset at this prefix must not pair with the new .bin."""
+    idx_path.unlink(missing_ok=True)
+    os.replace(tmp_bin, bin_path)
+    os.replace(tmp_idx, idx_path)
+
+
+def merge_datasets(prefixes: list[str | Path], prefix: str | Path) -> tuple[int, int]:
+    """The finished datasets at `prefixes`, one after the other, as one dataset at `prefix` (what
+    Megatron's IndexedDatasetBuilder.add_index does): their `.bin` bytes copied in order, the
+    `.idx` rebuilt from theirs. One input is open at a time and only its index is read into
+    memory, never its tokens. Written under temporary names like IndexedDatasetWriter's.
+    Returns (documents, tokens)."""
+    def each():
+        return (IndexedDataset(p) for p in prefixes)
+
+    dtypes, sequences, documents, tokens = set(), 0, 0, 0
+    for dataset in each():
+        dtypes.add(dataset.dtype)
+        sequences += len(dataset)
+        documents += len(dataset.document_indices) - 1
+        tokens += dataset.num_tokens
+    if len(dtypes) != 1:
+        raise ValueError(f"cannot merge {len(prefixes)} datasets of dtypes {sorted(map(str, dtypes))}")
+    bin_path, idx_path = dataset_paths(prefix)
+    tag = uuid.uuid4().hex[:8]
+    tmp_bin, tmp_idx = _temporary(bin_path, tag), _temporary(idx_path, tag)
+    try:
+        with open(tmp_bin, "wb") as out:
+            for dataset in each():
+                with open(dataset.bin_path, "rb") as source:
+                    shutil.copyfileobj(source, out, COPY_CHUNK_BYTES)
+        with open(tmp_idx, "wb") as idx:
+            idx.write(HEADER.pack(MAGIC, VERSION, DTYPE_CODES[dtypes.pop()], sequences, documents + 1))
+            for dataset in each():
+                idx.write(dataset.sequence_lengths.tobytes())
+            byte_offset = 0
+            for dataset in each():
+                idx.write((dataset.sequence_pointers + byte_offset).tobytes())
+                byte_offset += dataset.bin_path.stat().st_size
+            idx.write(np.zeros(1, np.int64).tobytes())
+            sequence_offset = 0
+            for dataset in each():
+                idx.write((dataset.document_indices[1:] + sequence_offset).tobytes())
+                sequence_offset += len(dataset)
+        _publish(tmp_bin, tmp_idx, bin_path, idx_path)
+    finally:
+        tmp_bin.unlink(missing_ok=True)
+        tmp_idx.unlink(missing_ok=True)
+    return documents, tokens
 
 
 class IndexedDatasetWriter:
@@ -63,8 +122,7 @@ class IndexedDatasetWriter:
         self.bin_path, self.idx_path = dataset_paths(prefix)
         self.bin_path.parent.mkdir(parents=True, exist_ok=True)
         tag = uuid.uuid4().hex[:8]
-        self._tmp_bin = self.bin_path.with_name(f".{self.bin_path.name}.tmp-{tag}")
-        self._tmp_idx = self.idx_path.with_name(f".{self.idx_path.name}.tmp-{tag}")
+        self._tmp_bin, self._tmp_idx = _temporary(self.bin_path, tag), _temporary(self.idx_path, tag)
         self._bin = open(self._tmp_bin, "wb")
         self._lengths: list[int] = []
         self.num_tokens = 0
@@ -99,10 +157,7 @@ class IndexedDatasetWriter:
             idx.write(pointers.tobytes())
             idx.write(document_indices.tobytes())
         self.bytes_written = self._tmp_bin.stat().st_size + self._tmp_idx.stat().st_size
-        # An index left from an earlier dataset at this prefix must not pair with the new .bin.
-        self.idx_path.unlink(missing_ok=True)
-        os.replace(self._tmp_bin, self.bin_path)
-        os.replace(self._tmp_idx, self.idx_path)
+        _publish(self._tmp_bin, self._tmp_idx, self.bin_path, self.idx_path)
 
     def abort(self) -> None:
         self._bin.close()
