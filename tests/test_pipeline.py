@@ -271,7 +271,7 @@ def _outputs(run_dir: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(run_dir)): p.read_bytes()
         for p in sorted(run_dir.rglob("*"))
-        if p.is_file() and "manifests" not in p.parts and "logs" not in p.parts
+        if p.is_file() and "manifests" not in p.parts and "logs" not in p.parts and "report" not in p.parts
     }
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import ray
 
-import pipeline.runner
+import pipeline.progress_display
 import stages.extract.shard
 from manifests.store import read_manifest
 from pipeline.config import load_config
@@ -57,7 +57,7 @@ def test_a_running_shard_reports_to_the_board(tmp_path, monkeypatch):
 
 
 def test_extract_and_langid_run_fused_with_progress_in_terminal_and_log(tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(pipeline.runner, "REFRESH_S", 0.2)
+    monkeypatch.setattr(pipeline.progress_display, "REFRESH_S", 0.2)
     config = load_config(write_config(tmp_path, warcs=TWO))
     with caplog.at_level(logging.INFO, logger="pipeline"):
         run_pipeline(config, ["extract", "langid"])
