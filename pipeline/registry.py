@@ -319,10 +319,8 @@ def plan_tokenizer(config: RunConfig, rows: Upstream) -> list[ShardTask]:
     from stages.tokenizer import sampling_rates
 
     documents = source_documents(rows)
+    # Every source has a share: the config's validation checks it.
     weights = {s: share.weight or 0.0 for s, share in config.stages.mixture.sources.items()}
-    missing = sorted(set(documents) - set(weights))
-    if missing:
-        raise ConfigError(f"stages.mixture.sources: the run has source(s) {missing} but no weight or epochs for them")
     # A source given epochs rather than a weight samples in proportion to its size.
     sizes = {s: sum(_text_bytes(r["output"]) for r in shards) for s, shards in documents.items()}
     total = sum(sizes.values())

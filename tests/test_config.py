@@ -150,3 +150,10 @@ def test_validate_and_run_refuse_clashing_shard_names_before_ray_starts(tmp_path
     assert main(["run", str(config_path), *clashing]) == 2
     assert "several files are named 'wget-2024-academic-0'" in capsys.readouterr().err
     assert not ray.is_initialized() and not (tmp_path / "run").exists()
+
+
+def test_a_source_without_a_share_of_the_mix_is_named(tmp_path):
+    raw = yaml.safe_load(write_config(tmp_path).read_text())
+    raw["inputs"]["books"] = {"gutenberg": [str(ROOT / "samples" / "books" / "gutenberg" / "*.txt")]}
+    raw["stages"]["mixture"] = {"sources": {"common_crawl": {"weight": 1.0}}}
+    assert "the run has source(s) ['books'] but no share of the mix" in _errors_of(tmp_path, raw)
