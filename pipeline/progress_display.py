@@ -54,12 +54,12 @@ class LiveBar:
     def __init__(self, progress: StageProgress, console: Console):
         self.progress = progress
         self.refresh_s = LIVE_REFRESH_S
-        # The ETA before the rates: what a narrow terminal cuts off is the end of the line.
+        # The counts wrap onto a second line in a narrow terminal, so the name and the bar keep their width.
         self.live = Progress(
-            TextColumn("[{task.description}]", markup=False),
+            TextColumn("[{task.description}]", markup=False, table_column=Column(no_wrap=True)),
             BarColumn(bar_width=20),
             TextColumn("{task.completed}/{task.total} shards · ETA {task.fields[eta]} · {task.fields[rates]}",
-                       markup=False, table_column=Column(no_wrap=True, overflow="ellipsis")),
+                       markup=False, table_column=Column(no_wrap=False)),
             console=console, redirect_stdout=sys.stdout.isatty(), refresh_per_second=4,
         )
         self.task = self.live.add_task(progress.name, total=progress.total_shards, eta="?", rates=progress.rates())
