@@ -112,6 +112,7 @@ def test_a_two_node_cluster_runs_the_first_stages_on_object_storage(crawl, tmp_p
         job = submit_job(cluster, crawl.run(run), env_vars={**crawl.s3.env, "PYTHONUNBUFFERED": "1"}, timeout=300)
         assert job.returncode == 0, job.stdout + job.stderr
         assert "succeeded" in job.stdout
+        assert f"Ray dashboard: {cluster.dashboard_address}" in job.stdout, "printed at start, for the user to open"
 
         # A local run directory would be one node's disk: refused before any work, saying what to do.
         refused = submit_job(cluster, crawl.run(str(tmp_path / "local-run")), env_vars=crawl.s3.env, timeout=120)
