@@ -295,6 +295,7 @@ def test_killed_run_resumes_to_identical_output(tmp_path):
     resumed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert f"{len(finished_before_kill)} already done" in resumed.stderr
+    assert resumed.stdout.splitlines()[-1] == f"report: {run_dir / 'report' / 'index.html'}", "a run ends by naming its report"
     after = {r["shard"]: r for r in read_manifest(run_dir, "extract")}
     for row in finished_before_kill:
         assert after[row["shard"]]["finished_at"] == row["finished_at"], "finished shards are not recomputed"
