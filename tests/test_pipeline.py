@@ -419,13 +419,18 @@ def test_the_clean_corpus_of_every_source_loads_as_one_dataset(finished_run, tmp
 
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    corpus = datasets.load_dataset("parquet", data_files=str(finished_run.output_dir / "corpus" / "*" / "*.parquet"),
-                                   split="train")
+    import polars as pl
+
+    pattern = str(finished_run.output_dir / "corpus" / "*" / "*.parquet")
+    corpus = datasets.load_dataset("parquet", data_files=pattern, split="train")
     assert corpus.column_names == ["id", "source", "text", "url", "metadata"]
     clean = source_documents({stage: read_manifest(finished_run.output_dir, stage) for stage in STAGE_ORDER})
     expected = {source: sum(r["docs_out"] for r in rows) for source, rows in clean.items()}
     assert set(expected) == {"common_crawl", "wikipedia", "arxiv", "stackexchange", "github", "books"}
     assert Counter(corpus["source"]) == expected
+    assert dict(duckdb.sql(f"SELECT source, count(*) FROM '{pattern}' GROUP BY source").fetchall()) == expected
+    assert dict(pl.scan_parquet(pattern).group_by("source").len().collect().iter_rows()) == expected
+    assert Counter(pd.concat([pd.read_parquet(p) for p in glob.glob(pattern)]).source) == expected
     assert len(set(corpus["id"])) == corpus.num_rows
     by_source = {}
     for document in corpus:
